@@ -1,0 +1,130 @@
+"""Structured schemas for the Hydra configs in ``conf/``: a misspelt key fails here, by name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from mtl.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CONF_DIR = PROJECT_ROOT / "conf"
+
+# ${mtl_root:} in conf/ points at the project, so the shipped data is found from any directory.
+OmegaConf.register_new_resolver("mtl_root", lambda: str(PROJECT_ROOT), replace=True)
+
+
+@dataclass
+class FilterConfig:
+    column: str = "???"
+    op: str = "=="  # ==, !=, in, not_in, >=, <=, not_blank
+    value: Any = None
+
+
+@dataclass
+class TargetConfig:
+    column: str = "???"
+    unit: str = ""
+    censored: str = "drop"  # '>800' style values: drop | bound (use the bound as the value)
+
+
+@dataclass
+class CompositionConfig:
+    format: str = "formula"  # formula | element_columns
+    column: str = "FORMULA"  # formula column (format=formula)
+    columns: List[str] = field(default_factory=list)  # element columns (format=element_columns)
+    basis: str = "at"  # wt | at percent (format=element_columns)
+
+
+@dataclass
+class TaskConfig:
+    source: str = "???"
+    target: TargetConfig = field(default_factory=TargetConfig)
+    composition: CompositionConfig = field(default_factory=CompositionConfig)
+    inputs: List[str] = field(default_factory=list)  # task-only inputs, fed to this task's head
+    missing_inputs: str = "impute"  # impute (in-fold median + missing indicator) | drop
+    filters: List[FilterConfig] = field(default_factory=list)
+    learning_rate: float = 1e-3
+
+
+@dataclass
+class DataConfig:
+    raw_dir: str = "data/raw"
+    cache_dir: str = ".cache/mtl"
+    descriptors: Optional[str] = "WenAlloys"  # a matminer composition featurizer, or null
+
+
+@dataclass
+class LayersConfig:
+    layers: int = 2
+    units: int = 64
+    dropout: float = 0.1
+
+
+@dataclass
+class ModelConfig:
+    activation: str = "relu"
+    trunk: LayersConfig = field(default_factory=LayersConfig)
+    head: LayersConfig = field(default_factory=lambda: LayersConfig(layers=1, units=32))
+
+
+@dataclass
+class ScheduleConfig:
+    name: str = "round_robin"  # round_robin | blocks | proportional
+    epochs_per_block: int = 1  # blocks: epochs each task trains before the next task
+
+
+@dataclass
+class TrainerConfig:
+    max_epochs: int = 300
+    batch_size: int = 32
+    loss: str = "mse"  # mse | mae | huber
+    patience: int = 30  # epochs without validation improvement before stopping
+    validation_fraction: float = 0.15  # of the training fold's composition groups
+    mc_samples: int = 20  # MC-dropout passes at prediction time (0 = off)
+    log_every: int = 25  # progress line every N epochs
+
+
+@dataclass
+class EnsembleConfig:
+    folds: int = 5
+    repeats: int = 1
+
+
+@dataclass
+class TrackingConfig:
+    uri: Optional[str] = None  # null: $MLFLOW_TRACKING_URI, else sqlite under ./mlruns
+    experiment: str = "sparse-mtl"
+
+
+@dataclass
+class TrainConfig:
+    study: str = "flagship"
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    tasks: Dict[str, TaskConfig] = field(default_factory=dict)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+def validated(cfg: DictConfig, schema: type = TrainConfig) -> DictConfig:
+    """Merge ``cfg`` onto the schema: unknown keys and wrong types become a ConfigError."""
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), cfg)
+        OmegaConf.resolve(merged)
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None) or ""
+        raise ConfigError(f"config: {exc.msg if hasattr(exc, 'msg') else exc} (key '{key}'); check the spelling against conf/.") from None
+    missing = sorted(OmegaConf.missing_keys(merged))
+    if missing:
+        raise ConfigError(f"config: required keys have no value: {', '.join(missing)}.")
+    if not merged.tasks:
+        raise ConfigError("config: no tasks; list at least one under 'tasks' (e.g. task@tasks.hardness=hardness).")
+    return merged

@@ -1,0 +1,1 @@
+"""Tables -> tasks -> one multi-task dataset (see :func:`mtl.data.dataset.load_dataset`)."""
