@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -127,4 +128,7 @@ def validated(cfg: DictConfig, schema: type = TrainConfig) -> DictConfig:
         raise ConfigError(f"config: required keys have no value: {', '.join(missing)}.")
     if not merged.tasks:
         raise ConfigError("config: no tasks; list at least one under 'tasks' (e.g. task@tasks.hardness=hardness).")
+    bad = [name for name in merged.tasks if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]*(_[A-Za-z0-9]+)*", name)]
+    if bad:
+        raise ConfigError(f"config: task name(s) {bad} must be letters and digits joined by single underscores.")
     return merged

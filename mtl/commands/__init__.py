@@ -1,0 +1,1 @@
+"""One module per ``mtl`` subcommand; each exposes ``run(cfg)`` taking the composed Hydra config."""

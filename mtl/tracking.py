@@ -1,0 +1,146 @@
+"""MLflow: the only module that talks to it. One experiment per study, a parent run per command,
+a nested child run per ensemble member (or tuning trial).
+
+Default store: ``sqlite:///<cwd>/mlruns/mlflow.db`` with artefacts under ``<cwd>/mlruns/artifacts``;
+``tracking.uri`` or ``$MLFLOW_TRACKING_URI`` points it elsewhere (a tracking server works unchanged).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+log = logging.getLogger(__name__)
+
+
+def tracking_uri(configured: str | None) -> str:
+    if configured:
+        return configured
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    store = Path.cwd() / "mlruns"
+    store.mkdir(exist_ok=True)
+    return f"sqlite:///{store / 'mlflow.db'}"
+
+
+def flatten(cfg) -> dict[str, str]:
+    """Nested config -> ``{"model.trunk.units": "64", ...}`` for MLflow params."""
+    out = {}
+
+    def walk(node, prefix):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{prefix}{k}.")
+        else:
+            out[prefix[:-1]] = str(node)[:6000]
+
+    walk(OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg, "")
+    return out
+
+
+class CurveRecorder:
+    """Collects per-epoch losses and logs them in one batch when the member ends."""
+
+    def __init__(self, tracker: Tracker):
+        self.tracker, self.points = tracker, []
+
+    def on_epoch(self, epoch: int, train_loss: dict, val_loss: dict | None) -> None:
+        self.points += [(f"train_loss_{t}", v, epoch) for t, v in train_loss.items()]
+        self.points += [(f"val_loss_{t}", v, epoch) for t, v in (val_loss or {}).items()]
+
+    def flush(self) -> None:
+        self.tracker.log_curves(self.points)
+        self.points = []
+
+
+class Tracker:
+    """Tracks nothing: for library use and tests that don't need MLflow."""
+
+    @contextmanager
+    def member_run(self, name: str, params: dict):
+        yield
+
+    def curve_recorder(self) -> CurveRecorder:
+        return CurveRecorder(self)
+
+    def log_metrics(self, metrics: dict, step: int | None = None) -> None:
+        pass
+
+    def log_curves(self, points: list[tuple[str, float, int]]) -> None:
+        pass
+
+
+class MlflowTracker(Tracker):
+    def __init__(self, cfg):
+        """``cfg`` is the whole resolved config: its ``tracking`` section says where."""
+        import mlflow
+
+        self.mlflow = mlflow
+        self.cfg = cfg
+        self.uri = tracking_uri(cfg.tracking.uri)
+        mlflow.set_tracking_uri(self.uri)
+        self.experiment_id = self._experiment(cfg.tracking.experiment)
+        self.params = flatten(cfg)
+
+    def _experiment(self, name: str) -> str:
+        client = self.mlflow.MlflowClient()
+        existing = client.get_experiment_by_name(name)
+        if existing is not None:
+            return existing.experiment_id
+        location = None
+        if self.uri.startswith("sqlite:///") and self.uri.endswith("mlruns/mlflow.db"):
+            location = (Path(self.uri.removeprefix("sqlite:///")).parent / "artifacts").as_uri()
+        return client.create_experiment(name, artifact_location=location)
+
+    @contextmanager
+    def parent_run(self, name: str, tags: dict | None = None):
+        """The run of one command; ends FAILED on an error, KILLED on Ctrl-C (MLflow's context manager)."""
+        with self.mlflow.start_run(experiment_id=self.experiment_id, run_name=name, tags=tags) as run:
+            self.mlflow.log_params(self.params)
+            self.mlflow.log_text(OmegaConf.to_yaml(self.cfg), "config.yaml")
+            log.info("tracking: run %s in experiment '%s' at %s", run.info.run_id, self.cfg.tracking.experiment, self.uri)
+            yield run
+
+    @contextmanager
+    def member_run(self, name: str, params: dict):
+        with self.mlflow.start_run(run_name=name, nested=True, experiment_id=self.experiment_id) as run:
+            self.mlflow.log_params({**self.params, **params})
+            yield run
+
+    def log_metrics(self, metrics: dict, step: int | None = None) -> None:
+        self.mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+
+    def log_curves(self, points: list[tuple[str, float, int]]) -> None:
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        metrics = [Metric(key, float(value), now, step) for key, value, step in points]
+        run_id = self.mlflow.active_run().info.run_id
+        client = self.mlflow.MlflowClient()
+        for i in range(0, len(metrics), 1000):  # the REST API takes at most 1000 metrics per batch
+            client.log_batch(run_id, metrics=metrics[i:i + 1000])
+
+    def log_figure(self, figure, path: str) -> None:
+        import matplotlib.pyplot as plt
+
+        self.mlflow.log_figure(figure, path)
+        plt.close(figure)
+
+    def log_table(self, frame, path: str) -> None:
+        self.mlflow.log_table(frame, path)
+
+    def log_source_tables(self, tasks_cfg) -> None:
+        """Each task's raw table as an MLflow dataset input (digest, schema and source path)."""
+        import pandas as pd
+
+        for name, task in tasks_cfg.items():
+            frame = pd.read_csv(task.source)
+            dataset = self.mlflow.data.from_pandas(frame, source=str(task.source), name=f"{name}:{Path(task.source).name}",
+                                                   targets=task.target.column)
+            self.mlflow.log_input(dataset, context=f"training:{name}")

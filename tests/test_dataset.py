@@ -1,0 +1,51 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from mtl.data.dataset import load_dataset
+from mtl.data.descriptors import compute_descriptors
+
+from conftest import compose_train
+
+
+def test_two_tables_become_one_input_space(tiny_cfg):
+    ds = load_dataset(tiny_cfg)
+    assert ds.tasks == ["hardness", "pitting"]
+    assert ds.features.shape == (48 + 60, len(ds.feature_names))
+    assert ds.element_symbols() == ["Al", "Cr", "Fe", "Co", "Ni", "Mo"]  # ordered by atomic number
+    # every row is labelled for exactly one of the two tasks here, and has inputs only for its own task
+    assert (ds.mask.sum(axis=1) == 1).all()
+    pitting_rows = ds.task_rows("pitting")
+    assert np.isnan(ds.inputs["pitting"][ds.task_rows("hardness")]).all()
+    assert not np.isnan(ds.inputs["pitting"][pitting_rows][:, :2]).any()
+    assert np.allclose(ds.features[:, :6].sum(axis=1), 1.0)
+
+
+def test_each_alloy_measured_twice_shares_a_group(tiny_cfg):
+    ds = load_dataset(tiny_cfg)
+    hardness = ds.task_rows("hardness")
+    assert len(np.unique(ds.groups[hardness])) == 24  # 48 rows, each composition twice
+
+
+def test_two_targets_of_one_source_row_are_merged(tiny_overrides):
+    cfg = compose_train([*tiny_overrides, "+task@tasks.yield_strength=yield_strength",
+                         f"tasks.yield_strength.source={tiny_overrides[0].split('=', 1)[1]}"])
+    ds = load_dataset(cfg)
+    assert ds.tasks == ["hardness", "pitting", "yield_strength"]
+    assert len(ds) == 48 + 60  # HV and YS of one row share that row
+    both = ds.mask[:, 0] & ds.mask[:, 2]
+    assert both.sum() == 48
+    assert np.allclose(ds.y[both, 2] / ds.y[both, 0], 3.0, atol=0.5)
+
+
+def test_descriptors_are_cached_by_content(tmp_path):
+    comps = {"Fe50 Ni50": {"Fe": 0.5, "Ni": 0.5}, "Co25 Cr25 Fe25 Ni25": {"Co": 0.25, "Cr": 0.25, "Fe": 0.25, "Ni": 0.25}}
+    first = compute_descriptors(comps, "WenAlloys", tmp_path)
+    files = list(tmp_path.glob("WenAlloys-*.csv"))
+    assert len(files) == 1 and first.shape[0] == 2 and "Yang delta" in first.columns
+    files[0].write_text(files[0].read_text().replace("Yang delta", "Yang delta (from cache)"))
+    again = compute_descriptors(comps, "WenAlloys", tmp_path)
+    assert "Yang delta (from cache)" in again.columns  # read back, not recomputed
+    fewer = compute_descriptors({"Fe50 Ni50": comps["Fe50 Ni50"]}, "WenAlloys", tmp_path)
+    assert len(list(tmp_path.glob("WenAlloys-*.csv"))) == 2 and "Yang delta" in fewer.columns
+    assert fewer.loc["Fe50 Ni50", "Yang delta"] == pytest.approx(first.loc["Fe50 Ni50", "Yang delta"])

@@ -1,0 +1,31 @@
+import numpy as np
+
+from mtl.data.dataset import load_dataset
+from mtl.preprocessing import FoldPreprocessor
+
+
+def test_fitted_on_training_rows_only(tiny_cfg):
+    ds = load_dataset(tiny_cfg)
+    train = np.arange(0, len(ds), 2)
+    prep = FoldPreprocessor.fit(ds, train)
+    assert np.allclose(prep.target_mean, np.nanmean(ds.y[train], axis=0))
+    assert not np.allclose(prep.target_mean, np.nanmean(ds.y, axis=0))
+    own = train[ds.task_rows("pitting", train)]
+    assert np.allclose(prep.input_scalers["pitting"].mean_[:2], ds.inputs["pitting"][own][:, :2].mean(axis=0))
+
+
+def test_missing_inputs_are_imputed_with_an_indicator(tiny_cfg):
+    ds = load_dataset(tiny_cfg)
+    prep = FoldPreprocessor.fit(ds, np.arange(len(ds)))
+    rows = np.array([[np.nan, 0.5, 7.0, np.nan]])
+    out = prep.task_inputs("pitting", rows)
+    assert out.shape == (1, 8) and prep.input_width("pitting") == 8
+    assert out[0, 4:].tolist() == [1.0, 0.0, 0.0, 1.0]
+    assert not np.isnan(out).any()
+    assert prep.task_inputs("hardness", ds.inputs["hardness"][:3]).shape == (3, 0)
+
+
+def test_scaled_targets_round_trip(tiny_cfg):
+    ds = load_dataset(tiny_cfg)
+    prep = FoldPreprocessor.fit(ds, np.arange(len(ds)))
+    assert np.allclose(prep.unscale_targets(prep.scale_targets(ds.y)), ds.y, equal_nan=True, rtol=1e-5)
