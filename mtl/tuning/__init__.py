@@ -1,0 +1,1 @@
+"""Hyperparameter search (GPyOpt) and what it needs."""
