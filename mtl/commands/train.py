@@ -30,7 +30,7 @@ def oof_table(ds: MultiTaskDataset, result: EnsembleResult) -> pd.DataFrame:
 
 
 def log_results(tracker: MlflowTracker, ds: MultiTaskDataset, result: EnsembleResult) -> None:
-    tracker.log_metrics({f"oof_{k}" if not k.startswith(("r2_", "rmse_", "mae_")) else k: v for k, v in result.scores.items()})
+    tracker.log_metrics(result.scores)
     table = oof_table(ds, result)
     tracker.log_table(table, "predictions/out_of_fold.json")
     for task in ds.tasks:
