@@ -56,11 +56,11 @@ def compute_descriptors(compositions: dict[str, dict[str, float]], featurizer: s
 def _featurize(compositions: dict[str, dict[str, float]], featurizer: str) -> pd.DataFrame:
     from pymatgen.core import Composition
 
-    feat = _featurizer(featurizer)
-    labels = feat.feature_labels()
     rows = []
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore")  # matminer's own pandas deprecation noise
+        feat = _featurizer(featurizer)
+        labels = feat.feature_labels()
         for fractions in compositions.values():
             try:
                 values = feat.featurize(Composition(fractions))
