@@ -49,3 +49,10 @@ def test_descriptors_are_cached_by_content(tmp_path):
     fewer = compute_descriptors({"Fe50 Ni50": comps["Fe50 Ni50"]}, "WenAlloys", tmp_path)
     assert len(list(tmp_path.glob("WenAlloys-*.csv"))) == 2 and "Yang delta" in fewer.columns
     assert fewer.loc["Fe50 Ni50", "Yang delta"] == pytest.approx(first.loc["Fe50 Ni50", "Yang delta"])
+
+
+def test_first_and_cached_descriptor_reads_agree_exactly(tmp_path):
+    comps = {"Al10 Co30 Fe30 Ni30": {"Al": 0.1, "Co": 0.3, "Fe": 0.3, "Ni": 0.3}}
+    first = compute_descriptors(comps, "WenAlloys", tmp_path)
+    cached = compute_descriptors(comps, "WenAlloys", tmp_path)
+    assert np.array_equal(first.to_numpy(), cached.to_numpy(), equal_nan=True)

@@ -43,14 +43,14 @@ def compute_descriptors(compositions: dict[str, dict[str, float]], featurizer: s
     path = Path(cache_dir) / f"{featurizer}-{cache_key(list(compositions), featurizer)}.csv"
     if path.exists():
         log.info("descriptors: %d compositions read from cache %s", len(compositions), path)
-        return pd.read_csv(path, index_col=0)
-    log.info("descriptors: computing %s for %d compositions (cached afterwards in %s)", featurizer, len(compositions), path)
-    table = _featurize(compositions, featurizer)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    table.to_csv(tmp)
-    tmp.replace(path)  # atomic: a crash never leaves half a cache file
-    return table
+    else:
+        log.info("descriptors: computing %s for %d compositions (cached afterwards in %s)", featurizer, len(compositions), path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        _featurize(compositions, featurizer).to_csv(tmp)
+        tmp.replace(path)  # atomic: a crash never leaves half a cache file
+    # Always the values as read back, parsed exactly: a first run and a cached run agree bit for bit.
+    return pd.read_csv(path, index_col=0, float_precision="round_trip")
 
 
 def _featurize(compositions: dict[str, dict[str, float]], featurizer: str) -> pd.DataFrame:
