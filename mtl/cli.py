@@ -7,7 +7,6 @@ and configuration errors answer at once.
 from __future__ import annotations
 
 import importlib
-import logging
 import sys
 
 from mtl.errors import MTLError
@@ -42,7 +41,6 @@ def hydra_app(command: str):
         try:
             return module.run(cfg)
         except MTLError as exc:
-            logging.getLogger("mtl").error("%s", exc)
             print(f"error: {exc}", file=sys.stderr)
             sys.exit(2)
 

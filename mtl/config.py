@@ -115,10 +115,10 @@ class TrainConfig:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
 
-def validated(cfg: DictConfig, schema: type = TrainConfig) -> DictConfig:
+def validated(cfg: DictConfig) -> DictConfig:
     """Merge ``cfg`` onto the schema: unknown keys and wrong types become a ConfigError."""
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(schema), cfg)
+        merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), cfg)
         OmegaConf.resolve(merged)
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", None) or ""

@@ -59,8 +59,9 @@ class Member:
         means, variances = [], []
         for task in self.prep.tasks:
             model_in = self.net.task_inputs(task, x, self.prep.task_inputs(task, inputs[task]))
-            if mc_samples:
-                passes = np.stack([self.net.task_models[task](model_in, training=True).numpy()[:, 0] for _ in range(mc_samples)])
+            if mc_samples:  # all passes in one call: each tiled copy of a row draws its own dropout mask
+                tiled = [np.tile(a, (mc_samples, 1)) for a in model_in]
+                passes = self.net.task_models[task](tiled, training=True).numpy()[:, 0].reshape(mc_samples, len(x))
                 means.append(passes.mean(axis=0))
                 variances.append(passes.var(axis=0))
             else:

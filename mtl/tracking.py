@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -115,8 +116,6 @@ class MlflowTracker(Tracker):
         self.mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
 
     def log_curves(self, points: list[tuple[str, float, int]]) -> None:
-        import time
-
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)

@@ -53,3 +53,9 @@ def test_ensemble_gives_out_of_fold_predictions_with_uncertainty(tiny_overrides)
     assert result.scores["r2_pitting"] > 0.3  # the synthetic signal is learnable
     new = predict_ensemble(result.members, ds.features[:5], {t: ds.inputs[t][:5] for t in ds.tasks}, mc_samples=0)
     assert new.mean.shape == (5, 2) and (new.std_ensemble > 0).all() and np.allclose(new.std_mc, 0)
+    # MC passes run as one tiled batch: each row's samples must stay that row's (no mixing across rows)
+    rows = ds.task_rows("pitting")
+    inputs = {t: ds.inputs[t][rows] for t in ds.tasks}
+    plain = predict_ensemble(result.members, ds.features[rows], inputs, mc_samples=0).mean[:, 1]
+    sampled = predict_ensemble(result.members, ds.features[rows], inputs, mc_samples=30).mean[:, 1]
+    assert np.corrcoef(plain, sampled)[0, 1] > 0.95

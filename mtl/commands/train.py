@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 import pandas as pd
 
@@ -12,8 +10,6 @@ from mtl.data.dataset import MultiTaskDataset, load_dataset
 from mtl.ensemble import EnsembleResult, train_ensemble
 from mtl.plots import parity_plot
 from mtl.tracking import MlflowTracker
-
-log = logging.getLogger(__name__)
 
 
 def oof_table(ds: MultiTaskDataset, result: EnsembleResult) -> pd.DataFrame:

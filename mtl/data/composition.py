@@ -88,12 +88,9 @@ def fractions_from_element_columns(table: pd.DataFrame, columns: list[str], basi
     result = []
     for i, row in zip(table.index, table[columns].itertuples(index=False)):
         amounts = {col: parse_cell(v, f"{source}, {line_of(i)}, column '{col}'") for col, v in zip(columns, row)}
-        where = f"{source}, {line_of(i)}"
-        if any(v < 0 for v in amounts.values()):
-            _normalised(amounts, where)  # raises with the element named
         if masses is not None:
             amounts = {col: v / masses[col] for col, v in amounts.items()}
-        result.append(_normalised(amounts, where))
+        result.append(_normalised(amounts, f"{source}, {line_of(i)}"))
     return result
 
 

@@ -41,9 +41,6 @@ class MultiTaskDataset:
         labelled = self.mask[:, self.tasks.index(task)]
         return np.flatnonzero(labelled if rows is None else labelled[rows])
 
-    def element_symbols(self) -> list[str]:
-        return [n.removeprefix("frac_") for n in self.feature_names if n.startswith("frac_")]
-
 
 def _element_order(symbols: set[str]) -> list[str]:
     from pymatgen.core.periodic_table import Element
