@@ -88,6 +88,7 @@ class TrainerConfig:
     validation_fraction: float = 0.15  # of the training fold's composition groups
     mc_samples: int = 20  # MC-dropout passes at prediction time (0 = off)
     log_every: int = 25  # progress line every N epochs
+    jit_compile: bool = True  # compile each epoch with XLA: slower to start, ~2x faster per step on CPU
 
 
 @dataclass

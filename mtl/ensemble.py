@@ -16,12 +16,14 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from mtl.data.dataset import MultiTaskDataset
 from mtl.metrics import task_scores
-from mtl.model import MultiTaskNet, build_network
+from mtl.model import EnsembleNet
 from mtl.preprocessing import FoldPreprocessor
 from mtl.schedules import make_schedule
-from mtl.trainer import AlternatingTrainer, History, TaskArrays
+from mtl.trainer import EnsembleTrainer, History, MemberArrays
 
 log = logging.getLogger(__name__)
+
+MAX_PREDICTION_CELLS = 2**24  # floats per layer activation in one prediction call: bounds memory
 
 
 @dataclass
@@ -42,33 +44,59 @@ def aggregate(member_means: np.ndarray, member_vars: np.ndarray) -> Prediction:
                       std_ensemble=np.sqrt(ens_var), std_mc=np.sqrt(mc_var))
 
 
+class EnsembleModel:
+    """The trained ensemble: the stacked network and each member's in-fold preprocessing.
+    Predicts raw feature rows (the dataset's shared features and task inputs) in target units."""
+
+    def __init__(self, net: EnsembleNet, preps: list[FoldPreprocessor]):
+        import tensorflow as tf
+
+        self.net, self.preps, self.tasks = net, preps, net.tasks
+        self._forward = tf.function(lambda task, x, c, seeds: net.forward(task, x, c, seeds), reduce_retracing=True)
+
+    def member_arrays(self, features: np.ndarray, inputs: dict[str, np.ndarray], y: np.ndarray | None = None) -> MemberArrays:
+        """Rows as each member sees them: (K, n, d) features, (K, n, c_t) task inputs, (K, n, T)
+        standardised targets (0 where unlabelled or ``y`` is None)."""
+        targets = np.zeros((len(features), len(self.tasks))) if y is None else y
+        return MemberArrays(features=np.stack([p.features(features) for p in self.preps]),
+                            inputs={t: np.stack([p.task_inputs(t, inputs[t]) for p in self.preps]) for t in self.tasks},
+                            y=np.stack([np.nan_to_num(p.scale_targets(targets)) for p in self.preps]))
+
+    def member_predictions(self, features: np.ndarray, inputs: dict[str, np.ndarray], mc_samples: int) -> tuple[np.ndarray, np.ndarray]:
+        """Each member's mean and MC-dropout variance, (K, n, T) each, in target units (variance 0 with MC off)."""
+        arrays = self.member_arrays(features, inputs)
+        n, k = len(features), len(self.preps)
+        samples = max(mc_samples, 1)
+        chunk = max(1, MAX_PREDICTION_CELLS // (k * samples * self.net.widest_layer()))
+        means, variances = np.zeros((k, n, len(self.tasks))), np.zeros((k, n, len(self.tasks)))
+        for t, task in enumerate(self.tasks):
+            for start in range(0, n, chunk):
+                x, c = arrays.features[:, start:start + chunk], arrays.inputs[task][:, start:start + chunk]
+                rows = x.shape[1]
+                if mc_samples:  # all passes in one call: each tiled copy of a row draws its own dropout mask
+                    seeds = np.array([[m, start] for m in range(k)], np.int64)
+                    out = self._forward(task, np.tile(x, (1, samples, 1)), np.tile(c, (1, samples, 1)), seeds)
+                    passes = out.numpy().reshape(k, samples, rows)
+                    means[:, start:start + rows, t], variances[:, start:start + rows, t] = passes.mean(1), passes.var(1)
+                else:
+                    means[:, start:start + rows, t] = self._forward(task, x, c, None).numpy()
+        shift = np.stack([p.target_mean for p in self.preps])[:, None, :]  # (K, 1, T)
+        scale = np.stack([p.target_std for p in self.preps])[:, None, :]
+        return means * scale + shift, variances * scale**2
+
+    def predict(self, features: np.ndarray, inputs: dict[str, np.ndarray], mc_samples: int) -> Prediction:
+        return aggregate(*self.member_predictions(features, inputs, mc_samples))
+
+
 @dataclass
 class Member:
     index: int
     repeat: int
     fold: int
-    net: MultiTaskNet
-    prep: FoldPreprocessor
     train_rows: np.ndarray
     test_rows: np.ndarray
     history: History
-
-    def predict(self, features: np.ndarray, inputs: dict[str, np.ndarray], mc_samples: int) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and MC-dropout variance, (n, T) each, in target units (variance 0 with MC off)."""
-        x = self.prep.features(features)
-        means, variances = [], []
-        for task in self.prep.tasks:
-            model_in = self.net.task_inputs(task, x, self.prep.task_inputs(task, inputs[task]))
-            if mc_samples:  # all passes in one call: each tiled copy of a row draws its own dropout mask
-                tiled = [np.tile(a, (mc_samples, 1)) for a in model_in]
-                passes = self.net.task_models[task](tiled, training=True).numpy()[:, 0].reshape(mc_samples, len(x))
-                means.append(passes.mean(axis=0))
-                variances.append(passes.var(axis=0))
-            else:
-                means.append(self.net.task_models[task](model_in, training=False).numpy()[:, 0])
-                variances.append(np.zeros(len(x)))
-        scale = self.prep.target_std
-        return self.prep.unscale_targets(np.stack(means, axis=1)), np.stack(variances, axis=1) * scale**2
+    scores: dict[str, float]
 
 
 def label_pattern(ds: MultiTaskDataset) -> np.ndarray:
@@ -94,65 +122,58 @@ def validation_split(ds: MultiTaskDataset, rows: np.ndarray, fraction: float, se
     return rows[fit], rows[val]
 
 
-def task_arrays(ds: MultiTaskDataset, prep: FoldPreprocessor, rows: np.ndarray) -> dict[str, TaskArrays]:
-    x, y = prep.features(ds.features[rows]), prep.scale_targets(ds.y[rows])
-    arrays = {}
-    for t, task in enumerate(ds.tasks):
-        own = ds.task_rows(task, rows)
-        arrays[task] = TaskArrays(features=x[own], inputs=prep.task_inputs(task, ds.inputs[task][rows[own]]), y=y[own, t])
-    return arrays
-
-
-def train_member(ds: MultiTaskDataset, cfg, rows: np.ndarray, seed: int, on_epoch=None, label: str = "") -> tuple[MultiTaskNet, FoldPreprocessor, History]:
-    """Fit preprocessing on ``rows`` (minus a validation part), build and train one network."""
-    import keras
-
-    keras.utils.set_random_seed(seed)
-    fit_rows, val_rows = validation_split(ds, rows, cfg.trainer.validation_fraction, seed)
-    prep = FoldPreprocessor.fit(ds, fit_rows)
-    net = build_network(ds.features.shape[1], {t: prep.input_width(t) for t in ds.tasks}, cfg.model)
-    trainer = AlternatingTrainer(net, ds.tasks, {t: cfg.tasks[t].learning_rate for t in ds.tasks}, cfg.trainer.loss)
-    history = trainer.fit(task_arrays(ds, prep, fit_rows), task_arrays(ds, prep, val_rows),
-                          make_schedule(cfg.schedule, len(ds.tasks)), cfg.trainer, seed, on_epoch, label)
-    return net, prep, history
+def rows_by_task(ds: MultiTaskDataset, rows: np.ndarray) -> list[np.ndarray]:
+    return [rows[ds.task_rows(task, rows)] for task in ds.tasks]
 
 
 @dataclass
 class EnsembleResult:
+    model: EnsembleModel
     members: list[Member]
     oof: Prediction  # out-of-fold prediction for every row (averaged over repeats)
     scores: dict[str, float]  # out-of-fold r2/rmse/mae per task
 
 
+def fit_ensemble(ds: MultiTaskDataset, cfg, splits: list[tuple[int, int, np.ndarray, np.ndarray]]) -> tuple[EnsembleModel, list[History]]:
+    """One member per split, all trained together; each fits its preprocessing on its own training
+    rows minus a grouped validation part (for early stopping)."""
+    import keras
+
+    seeds = [cfg.seed + i for i in range(len(splits))]
+    keras.utils.set_random_seed(cfg.seed)
+    parts = [validation_split(ds, train, cfg.trainer.validation_fraction, s) for (_, _, train, _), s in zip(splits, seeds)]
+    preps = [FoldPreprocessor.fit(ds, fit) for fit, _ in parts]
+    net = EnsembleNet.build(ds.features.shape[1], {t: preps[0].input_width(t) for t in ds.tasks}, cfg.model, seeds)
+    model = EnsembleModel(net, preps)
+    trainer = EnsembleTrainer(net, model.member_arrays(ds.features, ds.inputs, ds.y), {t: cfg.tasks[t].learning_rate for t in ds.tasks}, cfg.trainer.loss, seeds)
+    histories = trainer.fit([rows_by_task(ds, fit) for fit, _ in parts], [rows_by_task(ds, val) for _, val in parts],
+                            make_schedule(cfg.schedule, len(ds.tasks)), cfg.trainer, seeds, label=f"{len(splits)} members: ")
+    return model, histories
+
+
 def train_ensemble(ds: MultiTaskDataset, cfg, tracker) -> EnsembleResult:
     """``cfg`` is a ``TrainConfig``; ``tracker`` a :class:`mtl.tracking.Tracker`."""
-    folds, repeats, mc = cfg.ensemble.folds, cfg.ensemble.repeats, cfg.trainer.mc_samples
+    folds, repeats = cfg.ensemble.folds, cfg.ensemble.repeats
+    splits = list(member_splits(ds, folds, repeats, cfg.seed))
+    log.info("training %d members together (%d folds x %d repeats), %d rows", len(splits), folds, repeats, len(ds))
+    start = time.perf_counter()
+    model, histories = fit_ensemble(ds, cfg, splits)
+    elapsed = time.perf_counter() - start
+    means, variances = model.member_predictions(ds.features, ds.inputs, cfg.trainer.mc_samples)
     oof_means = np.full((repeats, len(ds), len(ds.tasks)), np.nan)
     oof_vars = np.zeros_like(oof_means)
     members = []
-    total = folds * repeats
-    for index, (repeat, fold, train, test) in enumerate(member_splits(ds, folds, repeats, cfg.seed)):
-        label = f"member {index + 1}/{total}: "
-        log.info("%srepeat %d fold %d, %d training rows, %d held out", label, repeat, fold, len(train), len(test))
-        start = time.perf_counter()
-        with tracker.member_run(f"member-{index:02d}", {"member": index, "repeat": repeat, "fold": fold}):
-            curves = tracker.curve_recorder()
-            net, prep, history = train_member(ds, cfg, train, cfg.seed + index, curves.on_epoch, label)
-            member = Member(index, repeat, fold, net, prep, train, test, history)
-            mean, var = member.predict(ds.features[test], {t: ds.inputs[t][test] for t in ds.tasks}, mc)
-            scores = task_scores(ds.y[test], mean, ds.tasks)
-            elapsed = time.perf_counter() - start
-            curves.flush()
-            tracker.log_metrics({**scores, "best_epoch": history.best_epoch + 1, "epochs_run": history.epochs_run,
-                                 "train_seconds": elapsed, "n_train": len(train), "n_test": len(test)})
-        oof_means[repeat, test], oof_vars[repeat, test] = mean, var
+    for index, ((repeat, fold, train, test), history) in enumerate(zip(splits, histories)):
+        oof_means[repeat, test], oof_vars[repeat, test] = means[index, test], variances[index, test]
+        member = Member(index, repeat, fold, train, test, history, task_scores(ds.y[test], means[index, test], ds.tasks))
         members.append(member)
-        log.info("%sdone in %.1f s after %d epochs: %s", label, elapsed, history.epochs_run,
-                 " ".join(f"{k}={v:.3f}" for k, v in scores.items() if k.startswith("r2_")))
+        with tracker.member_run(f"member-{index:02d}", {"member": index, "repeat": repeat, "fold": fold}):
+            tracker.log_history(history)
+            tracker.log_metrics({**member.scores, "best_epoch": history.best_epoch + 1, "epochs_run": history.epochs_run,
+                                 "n_train": len(train), "n_test": len(test)})
+        log.info("member %d/%d (repeat %d fold %d): best epoch %d of %d, held out %s", index + 1, len(splits), repeat, fold,
+                 history.best_epoch + 1, history.epochs_run,
+                 " ".join(f"{k}={v:.3f}" for k, v in member.scores.items() if k.startswith("r2_")))
+    log.info("ensemble trained in %.1f s", elapsed)
     oof = aggregate(oof_means, oof_vars)
-    return EnsembleResult(members=members, oof=oof, scores=task_scores(ds.y, oof.mean, ds.tasks))
-
-
-def predict_ensemble(members: list[Member], features: np.ndarray, inputs: dict[str, np.ndarray], mc_samples: int) -> Prediction:
-    outputs = [m.predict(features, inputs, mc_samples) for m in members]
-    return aggregate(np.stack([o[0] for o in outputs]), np.stack([o[1] for o in outputs]))
+    return EnsembleResult(model=model, members=members, oof=oof, scores=task_scores(ds.y, oof.mean, ds.tasks))

@@ -43,19 +43,10 @@ def flatten(cfg) -> dict[str, str]:
     return out
 
 
-class CurveRecorder:
-    """Collects per-epoch losses and logs them in one batch when the member ends."""
-
-    def __init__(self, tracker: Tracker):
-        self.tracker, self.points = tracker, []
-
-    def on_epoch(self, epoch: int, train_loss: dict, val_loss: dict | None) -> None:
-        self.points += [(f"train_loss_{t}", v, epoch) for t, v in train_loss.items()]
-        self.points += [(f"val_loss_{t}", v, epoch) for t, v in (val_loss or {}).items()]
-
-    def flush(self) -> None:
-        self.tracker.log_curves(self.points)
-        self.points = []
+def curve_points(history) -> list[tuple[str, float, int]]:
+    """A member's per-epoch losses as (metric, value, epoch) points."""
+    points = [(f"train_loss_{t}", v, epoch) for epoch, losses in enumerate(history.train_loss) for t, v in losses.items()]
+    return points + [(f"val_loss_{t}", v, epoch) for epoch, losses in history.val_loss.items() for t, v in losses.items()]
 
 
 class Tracker:
@@ -65,14 +56,12 @@ class Tracker:
     def member_run(self, name: str, params: dict):
         yield
 
-    def curve_recorder(self) -> CurveRecorder:
-        return CurveRecorder(self)
+    def log_history(self, history) -> None:
+        pass
 
     def log_metrics(self, metrics: dict, step: int | None = None) -> None:
         pass
 
-    def log_curves(self, points: list[tuple[str, float, int]]) -> None:
-        pass
 
 
 class MlflowTracker(Tracker):
@@ -115,11 +104,12 @@ class MlflowTracker(Tracker):
     def log_metrics(self, metrics: dict, step: int | None = None) -> None:
         self.mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
 
-    def log_curves(self, points: list[tuple[str, float, int]]) -> None:
+    def log_history(self, history) -> None:
+        """Per-epoch training and validation losses of one member, as metric curves."""
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        metrics = [Metric(key, float(value), now, step) for key, value, step in points]
+        metrics = [Metric(key, float(value), now, step) for key, value, step in curve_points(history)]
         run_id = self.mlflow.active_run().info.run_id
         client = self.mlflow.MlflowClient()
         for i in range(0, len(metrics), 1000):  # the REST API takes at most 1000 metrics per batch

@@ -1,9 +1,15 @@
-"""Alternating training of one multi-task network.
+"""Alternating training of a whole ensemble in one compiled graph.
 
-Each task has its own optimiser (so its own learning rate) over the shared trunk and its own head.
-A whole epoch (the steps a schedule planned) runs inside one compiled ``tf.function``: a
-``tf.switch_case`` per step picks the task's update, so Python is not in the inner loop.
-Early stopping watches the mean validation loss over tasks and restores the best weights.
+All K members train together on an :class:`mtl.model.EnsembleNet` (weights with a member axis).
+At each step every member takes a mini-batch of its own rows of the step's task; each task has its
+own Adam (so its own learning rate) over the shared trunk and its own head. A whole epoch runs in
+one ``tf.function``: a ``tf.switch_case`` per step picks the task's update, so Python is not in the
+inner loop.
+
+Each member keeps its own optimiser state and early stopping: a member with no batch in a step,
+or one that has stopped, is masked out of the update (weights and Adam moments untouched), so a
+member trained in an ensemble is the member trained alone. Early stopping watches the member's
+mean validation loss over tasks and restores its best weights.
 """
 
 from __future__ import annotations
@@ -15,17 +21,18 @@ from typing import Callable
 import numpy as np
 
 from mtl.errors import ConfigError
+from mtl.schedules import EpochPlan, plan_epoch
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class TaskArrays:
-    """One task's preprocessed rows: shared features, its own inputs, standardised target."""
+class MemberArrays:
+    """Every dataset row, preprocessed by each member's own (in-fold) preprocessor."""
 
-    features: np.ndarray  # (n_t, d)
-    inputs: np.ndarray  # (n_t, k_t)
-    y: np.ndarray  # (n_t,)
+    features: np.ndarray  # (K, N, d)
+    inputs: dict[str, np.ndarray]  # task -> (K, N, c_t)
+    y: np.ndarray  # (K, N, T) standardised per member; 0 where unlabelled (never a batch row)
 
 
 @dataclass
@@ -55,108 +62,182 @@ def per_sample_loss(name: str) -> Callable:
     return losses[name]
 
 
-def plan_to_arrays(steps, batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Steps -> (task ids, padded row indices, weights 0/1): fixed shapes for the compiled epoch."""
-    task_ids = np.array([t for t, _ in steps], dtype=np.int32)
-    index = np.zeros((len(steps), batch_size), dtype=np.int32)
-    weight = np.zeros((len(steps), batch_size), dtype=np.float32)
-    for s, (_, rows) in enumerate(steps):
-        index[s, :len(rows)] = rows
-        weight[s, :len(rows)] = 1.0
-    return task_ids, index, weight
+class MaskedAdam:
+    """Keras' Adam update for member-stacked variables, with a 0/1 ``active`` flag per member:
+    an inactive member's weights, moments and step count stay exactly as they were."""
 
-
-class AlternatingTrainer:
-    def __init__(self, net, tasks: list[str], learning_rates: dict[str, float], loss: str):
-        import keras
-
-        self.net, self.tasks = net, tasks
-        self.loss = per_sample_loss(loss)
-        self.var_lists = [net.trunk_variables() + net.head_variables(t) for t in tasks]
-        self.optimizers = [keras.optimizers.Adam(learning_rate=learning_rates[t]) for t in tasks]
-        for opt, variables in zip(self.optimizers, self.var_lists):
-            opt.build(variables)  # create slots now: variables cannot be created inside the compiled epoch
-
-    def _task_step(self, i: int, data: TaskArrays):
+    def __init__(self, variables: list, members: int, learning_rate: float,
+                 beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7):
         import tensorflow as tf
 
-        task, net, variables, opt, loss_fn = self.tasks[i], self.net, self.var_lists[i], self.optimizers[i], self.loss
-        x, c, y = (tf.constant(a, tf.float32) for a in (data.features, data.inputs, data.y))
+        self.variables, self.lr, self.b1, self.b2, self.eps = variables, learning_rate, beta_1, beta_2, epsilon
+        self.m = [tf.Variable(tf.zeros_like(v)) for v in variables]
+        self.v = [tf.Variable(tf.zeros_like(v)) for v in variables]
+        self.steps = tf.Variable(tf.zeros([members]))
+
+    def apply(self, grads: list, active):
+        import tensorflow as tf
+
+        steps = self.steps.assign_add(active)
+        alpha = self.lr * tf.sqrt(1 - self.b2 ** steps) / (1 - self.b1 ** tf.maximum(steps, 1.0))
+        for var, g, m, v in zip(self.variables, grads, self.m, self.v):
+            shape = [-1] + [1] * (len(var.shape) - 1)
+            a = tf.reshape(active, shape)
+            m.assign_add(a * (g - m) * (1 - self.b1))
+            v.assign_add(a * (tf.square(g) - v) * (1 - self.b2))
+            var.assign_sub(a * tf.reshape(alpha, shape) * m / (tf.sqrt(v) + self.eps))
+
+
+class EnsembleTrainer:
+    def __init__(self, net, data: MemberArrays, learning_rates: dict[str, float], loss: str, member_seeds: list[int]):
+        import tensorflow as tf
+
+        self.net, self.tasks = net, net.tasks
+        self.loss = per_sample_loss(loss)
+        k = net.members
+        self.x = tf.constant(data.features, tf.float32)
+        self.c = {t: tf.constant(data.inputs[t], tf.float32) for t in self.tasks}
+        self.y = tf.constant(np.nan_to_num(data.y), tf.float32)
+        self.optimizers = [MaskedAdam(net.trunk_variables() + net.head_variables(t), k, learning_rates[t]) for t in self.tasks]
+        self.seeds = tf.constant([[s, 0] for s in member_seeds], tf.int64)
+        self.dropout_step = tf.Variable(tf.zeros([k], tf.int64))  # per member: its own steps so far
+
+    def _batch(self, t: int, index):
+        import tensorflow as tf
+
+        task = self.tasks[t]
+        return (tf.gather(self.x, index, batch_dims=1), tf.gather(self.c[task], index, batch_dims=1),
+                tf.gather(self.y[..., t], index, batch_dims=1))
+
+    def _masked_loss(self, t: int, index, weight, dropout_seeds):
+        """Per-member mean loss over the real rows of the batch, (K,)."""
+        import tensorflow as tf
+
+        x, c, y = self._batch(t, index)
+        pred = self.net.forward(self.tasks[t], x, c, dropout_seeds)
+        return tf.reduce_sum(weight * self.loss(y, pred), axis=1) / tf.maximum(tf.reduce_sum(weight, axis=1), 1.0)
+
+    def _task_step(self, t: int):
+        import tensorflow as tf
+
+        opt = self.optimizers[t]
 
         def step(index, weight):
+            active = tf.cast(tf.reduce_sum(weight, axis=1) > 0, tf.float32)
+            step_seeds = self.seeds + tf.stack([tf.zeros_like(self.dropout_step), self.dropout_step * 1024], axis=1)
             with tf.GradientTape() as tape:
-                batch_x = tf.gather(x, index)
-                pred = net.task_models[task](net.task_inputs(task, batch_x, tf.gather(c, index)), training=True)[:, 0]
-                loss = tf.reduce_sum(weight * loss_fn(tf.gather(y, index), pred)) / tf.reduce_sum(weight)
-            opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
-            return loss
+                losses = self._masked_loss(t, index, weight, step_seeds)
+                total = tf.reduce_sum(losses)  # member k's weights see only member k's loss
+            opt.apply(tape.gradient(total, opt.variables), active)
+            self.dropout_step.assign_add(tf.cast(active, tf.int64))
+            return losses
 
         return step
 
-    def compile_epoch(self, train: dict[str, TaskArrays]):
+    def compile_epoch(self, jit_compile: bool = True):
         import tensorflow as tf
 
-        steps = [self._task_step(i, train[t]) for i, t in enumerate(self.tasks)]
-        spec = [tf.TensorSpec([None], tf.int32), tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None, None], tf.float32)]
+        steps = [self._task_step(t) for t in range(len(self.tasks))]
+        spec = [tf.TensorSpec([None], tf.int32), tf.TensorSpec([None, None, None], tf.int32),
+                tf.TensorSpec([None, None, None], tf.float32)]
 
-        @tf.function(input_signature=spec)
+        @tf.function(input_signature=spec, jit_compile=jit_compile)
         def run_epoch(task_ids, index, weight):
             n = tf.shape(task_ids)[0]
             losses = tf.TensorArray(tf.float32, size=n)
             for s in tf.range(n):
-                branches = [lambda i=i: steps[i](index[s], weight[s]) for i in range(len(steps))]
+                branches = [lambda t=t: steps[t](index[s], weight[s]) for t in range(len(steps))]
                 losses = losses.write(s, tf.switch_case(task_ids[s], branches))
             return losses.stack()
 
         return run_epoch
 
-    def compile_validation(self, val: dict[str, TaskArrays]):
+    def compile_validation(self, val_rows: list[list[np.ndarray]]):
+        """Per-member, per-task mean validation loss, (K, T); NaN where a member has no rows of a task."""
         import tensorflow as tf
 
-        net, loss_fn = self.net, self.loss
-        present = [t for t in self.tasks if len(val[t].y)]
-        consts = {t: [tf.constant(a, tf.float32) for a in (val[t].features, val[t].inputs, val[t].y)] for t in present}
+        padded = []
+        for t in range(len(self.tasks)):
+            width = max(1, max(len(rows[t]) for rows in val_rows))
+            index = np.zeros((len(val_rows), width), np.int32)
+            weight = np.zeros((len(val_rows), width), np.float32)
+            for k, rows in enumerate(val_rows):
+                index[k, :len(rows[t])], weight[k, :len(rows[t])] = rows[t], 1.0
+            padded.append((tf.constant(index), tf.constant(weight)))
+        has_rows = np.array([[len(rows[t]) > 0 for t in range(len(self.tasks))] for rows in val_rows])
 
         @tf.function
         def validation_losses():
-            out = []
-            for t in present:
-                x, c, y = consts[t]
-                pred = net.task_models[t](net.task_inputs(t, x, c), training=False)[:, 0]
-                out.append(tf.reduce_mean(loss_fn(y, pred)))
-            return tf.stack(out)
+            return tf.stack([self._masked_loss(t, index, weight, None) for t, (index, weight) in enumerate(padded)], axis=1)
 
-        return lambda: dict(zip(present, validation_losses().numpy().tolist()))
+        return lambda: np.where(has_rows, validation_losses().numpy(), np.nan)
 
-    def fit(self, train: dict[str, TaskArrays], val: dict[str, TaskArrays], schedule, cfg, seed: int,
-            on_epoch: Callable[[int, dict, dict | None], None] | None = None, label: str = "") -> History:
-        """``cfg`` is a ``TrainerConfig``. Returns the history; the net keeps its best weights."""
-        rng = np.random.default_rng(seed)
-        run_epoch, validate = self.compile_epoch(train), self.compile_validation(val)
-        sizes = [len(train[t].y) for t in self.tasks]
-        history, best, best_weights, waited = History(), np.inf, None, 0
+    def fit(self, fit_rows: list[list[np.ndarray]], val_rows: list[list[np.ndarray]], schedule, cfg,
+            member_seeds: list[int], label: str = "") -> list[History]:
+        """``fit_rows[k][t]`` / ``val_rows[k][t]``: member k's rows of task t. ``cfg`` is a
+        ``TrainerConfig``. Returns one history per member; the net keeps each member's best weights."""
+        k_members, n_tasks = self.net.members, len(self.tasks)
+        member_rngs = [np.random.default_rng(s) for s in member_seeds]
+        rng = np.random.default_rng(member_seeds[0])
+        run_epoch, validate = self.compile_epoch(cfg.jit_compile), self.compile_validation(val_rows)
+        histories = [History() for _ in range(k_members)]
+        best, waited = np.full(k_members, np.inf), np.zeros(k_members, int)
+        stopped = np.zeros(k_members, bool)
+        best_weights = self.net.get_weights()
         for epoch in range(cfg.max_epochs):
-            steps = schedule.plan(epoch, sizes, cfg.batch_size, rng)
-            task_ids, index, weight = plan_to_arrays(steps, cfg.batch_size)
-            losses = run_epoch(task_ids, index, weight).numpy()
-            train_loss = {self.tasks[t]: float(losses[task_ids == t].mean()) for t in np.unique(task_ids)}
-            history.train_loss.append(train_loss)
-            history.epochs_run = epoch + 1
-            val_loss = None
+            plan = plan_epoch(schedule, epoch, fit_rows, cfg.batch_size, member_rngs, rng)
+            plan.weight[:, stopped] = 0.0
+            losses = run_epoch(plan.task_ids, plan.index, plan.weight).numpy()  # (S, K)
+            self._record_train_loss(histories, plan, losses, stopped)
             if (epoch + 1) % schedule.eval_every == 0 or epoch + 1 == cfg.max_epochs:
-                val_loss = history.val_loss[epoch] = validate()
-                score = float(np.mean(list(val_loss.values()))) if val_loss else float(np.mean(list(train_loss.values())))
-                if score < best - 1e-6:
-                    best, best_weights, history.best_epoch, waited = score, self.net.model.get_weights(), epoch, 0
-                else:
-                    waited += schedule.eval_every
-            if on_epoch:
-                on_epoch(epoch, train_loss, val_loss)
+                val = validate()
+                scores = self._stopping_scores(val, histories, epoch)
+                for k in np.flatnonzero(~stopped):
+                    histories[k].val_loss[epoch] = {t: float(v) for t, v in zip(self.tasks, val[k]) if np.isfinite(v)}
+                improved = ~stopped & (scores < best - 1e-6)
+                if improved.any():
+                    current = self.net.get_weights()
+                    for b, c in zip(best_weights, current):
+                        b[improved] = c[improved]
+                best[improved], waited[improved] = scores[improved], 0
+                waited[~improved & ~stopped] += schedule.eval_every
+                for k in np.flatnonzero(improved):
+                    histories[k].best_epoch = epoch
+                stopped |= waited >= cfg.patience
             if cfg.log_every and (epoch + 1) % cfg.log_every == 0:
-                log.info("%sepoch %d/%d  train %s  best val %.4f (epoch %d)", label, epoch + 1, cfg.max_epochs,
-                         " ".join(f"{t}={v:.3f}" for t, v in train_loss.items()), best, history.best_epoch + 1)
-            if waited >= cfg.patience:
+                self._log_progress(label, epoch, cfg.max_epochs, histories, stopped, best)
+            if stopped.all():
                 break
-        if best_weights is not None:
-            self.net.model.set_weights(best_weights)
-        return history
+        self.net.set_weights(best_weights)
+        return histories
+
+    def _record_train_loss(self, histories: list[History], plan: EpochPlan, losses: np.ndarray, stopped: np.ndarray) -> None:
+        active = plan.weight.sum(axis=2) > 0  # (S, K)
+        for k in np.flatnonzero(~stopped):
+            per_task = {}
+            for t in np.unique(plan.task_ids):
+                mine = (plan.task_ids == t) & active[:, k]
+                if mine.any():
+                    per_task[self.tasks[t]] = float(losses[mine, k].mean())
+            histories[k].train_loss.append(per_task)
+            histories[k].epochs_run += 1
+
+    @staticmethod
+    def _stopping_scores(val: np.ndarray, histories: list[History], epoch: int) -> np.ndarray:
+        """Mean validation loss over tasks per member; the training loss when it has no validation rows."""
+        scores = np.full(len(histories), np.inf)
+        for k, h in enumerate(histories):
+            finite = val[k][np.isfinite(val[k])]
+            if finite.size:
+                scores[k] = finite.mean()
+            elif h.train_loss:
+                scores[k] = np.mean(list(h.train_loss[-1].values()))
+        return scores
+
+    def _log_progress(self, label: str, epoch: int, max_epochs: int, histories: list[History], stopped: np.ndarray,
+                      best: np.ndarray) -> None:
+        recent = [h.train_loss[-1] for k, h in enumerate(histories) if not stopped[k] and h.train_loss]
+        train = {t: np.mean([r[t] for r in recent if t in r]) for t in self.tasks if any(t in r for r in recent)}
+        log.info("%sepoch %d/%d  %d/%d members training  train %s  best val (member mean) %.4f", label, epoch + 1,
+                 max_epochs, (~stopped).sum(), len(stopped), " ".join(f"{t}={v:.3f}" for t, v in train.items()),
+                 float(np.mean(best[np.isfinite(best)])) if np.isfinite(best).any() else float("nan"))

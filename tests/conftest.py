@@ -68,7 +68,7 @@ def tiny_overrides(tables, tmp_path):
         f"data.cache_dir={tmp_path / 'cache'}",
         "model.trunk.units=16", "model.head.units=8",
         "trainer.max_epochs=15", "trainer.patience=10", "trainer.batch_size=16", "trainer.mc_samples=3",
-        "trainer.log_every=0",
+        "trainer.log_every=0", "trainer.jit_compile=false",  # XLA's compile time outweighs its gain on tiny runs
         "ensemble.folds=3",
         f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
         "study=test",

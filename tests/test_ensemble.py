@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from mtl.data.dataset import load_dataset
-from mtl.ensemble import aggregate, member_splits, predict_ensemble, train_ensemble, validation_split
+from mtl.ensemble import aggregate, member_splits, train_ensemble, validation_split
 from mtl.tracking import Tracker
 
 from conftest import compose_train
@@ -41,7 +41,8 @@ def test_validation_split_is_grouped_inside_the_training_rows(tiny_cfg):
 
 
 def test_ensemble_gives_out_of_fold_predictions_with_uncertainty(tiny_overrides):
-    cfg = compose_train([*tiny_overrides, "trainer.max_epochs=80", "trainer.patience=40"])
+    cfg = compose_train([*tiny_overrides, "trainer.max_epochs=80", "trainer.patience=40", "tasks.hardness.learning_rate=0.01",
+                         "tasks.pitting.learning_rate=0.01"])
     ds = load_dataset(cfg)
     result = train_ensemble(ds, cfg, Tracker())
     assert len(result.members) == 3
@@ -51,11 +52,11 @@ def test_ensemble_gives_out_of_fold_predictions_with_uncertainty(tiny_overrides)
     assert np.allclose(result.oof.std_ensemble, 0)  # one repeat: one prediction per row
     assert {"r2_hardness", "r2_pitting", "rmse_pitting", "mae_hardness", "r2_mean"} <= set(result.scores)
     assert result.scores["r2_pitting"] > 0.3  # the synthetic signal is learnable
-    new = predict_ensemble(result.members, ds.features[:5], {t: ds.inputs[t][:5] for t in ds.tasks}, mc_samples=0)
+    new = result.model.predict(ds.features[:5], {t: ds.inputs[t][:5] for t in ds.tasks}, mc_samples=0)
     assert new.mean.shape == (5, 2) and (new.std_ensemble > 0).all() and np.allclose(new.std_mc, 0)
     # MC passes run as one tiled batch: each row's samples must stay that row's (no mixing across rows)
     rows = ds.task_rows("pitting")
     inputs = {t: ds.inputs[t][rows] for t in ds.tasks}
-    plain = predict_ensemble(result.members, ds.features[rows], inputs, mc_samples=0).mean[:, 1]
-    sampled = predict_ensemble(result.members, ds.features[rows], inputs, mc_samples=30).mean[:, 1]
+    plain = result.model.predict(ds.features[rows], inputs, mc_samples=0).mean[:, 1]
+    sampled = result.model.predict(ds.features[rows], inputs, mc_samples=30).mean[:, 1]
     assert np.corrcoef(plain, sampled)[0, 1] > 0.95
