@@ -104,6 +104,19 @@ class TrackingConfig:
 
 
 @dataclass
+class ExplainConfig:
+    enabled: bool = True  # SHAP per task (and per member) at the end of training
+    rows: int = 100  # rows explained, sampled from the dataset
+    background: int = 50  # training rows the SHAP expectation is taken over (stored with the model)
+
+
+@dataclass
+class RegistryConfig:
+    enabled: bool = True  # log the ensemble as a pyfunc model and register a version
+    name: str = "sparse-mtl"
+
+
+@dataclass
 class TrainConfig:
     study: str = "flagship"
     seed: int = 0
@@ -114,6 +127,8 @@ class TrainConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    explain: ExplainConfig = field(default_factory=ExplainConfig)
+    registry: RegistryConfig = field(default_factory=RegistryConfig)
 
 
 def validated(cfg: DictConfig) -> DictConfig:

@@ -26,6 +26,19 @@ log = logging.getLogger(__name__)
 MAX_PREDICTION_CELLS = 2**24  # floats per layer activation in one prediction call: bounds memory
 
 
+MC_SEED = 1_000_003  # the dropout stream of prediction, apart from training's per-step streams
+
+
+def row_keys(features: np.ndarray, inputs: dict[str, np.ndarray], tasks: list[str]) -> np.ndarray:
+    """A 62-bit key per row from its raw values (NaN included): equal rows, equal keys."""
+    values = np.ascontiguousarray(np.hstack([features, *(inputs[t] for t in tasks)]), dtype=np.float64)
+    bits = np.nan_to_num(values, nan=-1.2345e300).view(np.uint64)
+    weights = (np.arange(1, bits.shape[1] + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)) | np.uint64(1)
+    mixed = bits * weights
+    mixed ^= mixed >> np.uint64(29)
+    return (np.bitwise_xor.reduce(mixed, axis=1) >> np.uint64(2)).astype(np.int64)
+
+
 @dataclass
 class Prediction:
     """Per-task arrays of shape (n, T), in target units."""
@@ -52,7 +65,7 @@ class EnsembleModel:
         import tensorflow as tf
 
         self.net, self.preps, self.tasks = net, preps, net.tasks
-        self._forward = tf.function(lambda task, x, c, seeds: net.forward(task, x, c, seeds), reduce_retracing=True)
+        self._forward = tf.function(lambda task, x, c, seeds, keys: net.forward(task, x, c, seeds, keys), reduce_retracing=True)
 
     def member_arrays(self, features: np.ndarray, inputs: dict[str, np.ndarray], y: np.ndarray | None = None) -> MemberArrays:
         """Rows as each member sees them: (K, n, d) features, (K, n, c_t) task inputs, (K, n, T)
@@ -63,23 +76,28 @@ class EnsembleModel:
                             y=np.stack([np.nan_to_num(p.scale_targets(targets)) for p in self.preps]))
 
     def member_predictions(self, features: np.ndarray, inputs: dict[str, np.ndarray], mc_samples: int) -> tuple[np.ndarray, np.ndarray]:
-        """Each member's mean and MC-dropout variance, (K, n, T) each, in target units (variance 0 with MC off)."""
+        """Each member's mean and MC-dropout variance, (K, n, T) each, in target units (variance 0
+        with MC off). A row's dropout masks are keyed by its content, so its prediction does not
+        depend on the other rows predicted with it."""
         arrays = self.member_arrays(features, inputs)
         n, k = len(features), len(self.preps)
         samples = max(mc_samples, 1)
         chunk = max(1, MAX_PREDICTION_CELLS // (k * samples * self.net.widest_layer()))
+        keys = row_keys(features, inputs, self.tasks)
+        seeds = np.array([[m, MC_SEED] for m in range(k)], np.int64)
         means, variances = np.zeros((k, n, len(self.tasks))), np.zeros((k, n, len(self.tasks)))
         for t, task in enumerate(self.tasks):
             for start in range(0, n, chunk):
-                x, c = arrays.features[:, start:start + chunk], arrays.inputs[task][:, start:start + chunk]
+                part = slice(start, start + chunk)
+                x, c = arrays.features[:, part], arrays.inputs[task][:, part]
                 rows = x.shape[1]
-                if mc_samples:  # all passes in one call: each tiled copy of a row draws its own dropout mask
-                    seeds = np.array([[m, start] for m in range(k)], np.int64)
-                    out = self._forward(task, np.tile(x, (1, samples, 1)), np.tile(c, (1, samples, 1)), seeds)
+                if mc_samples:  # all passes in one call: pass s of a row draws the masks of (row key, s)
+                    sample_keys = (keys[part][None, :] + np.arange(samples, dtype=np.int64)[:, None] * 0x632BE5AB).ravel()
+                    out = self._forward(task, np.tile(x, (1, samples, 1)), np.tile(c, (1, samples, 1)), seeds, sample_keys)
                     passes = out.numpy().reshape(k, samples, rows)
-                    means[:, start:start + rows, t], variances[:, start:start + rows, t] = passes.mean(1), passes.var(1)
+                    means[:, part, t], variances[:, part, t] = passes.mean(1), passes.var(1)
                 else:
-                    means[:, start:start + rows, t] = self._forward(task, x, c, None).numpy()
+                    means[:, part, t] = self._forward(task, x, c, None, None).numpy()
         shift = np.stack([p.target_mean for p in self.preps])[:, None, :]  # (K, 1, T)
         scale = np.stack([p.target_std for p in self.preps])[:, None, :]
         return means * scale + shift, variances * scale**2
@@ -97,6 +115,7 @@ class Member:
     test_rows: np.ndarray
     history: History
     scores: dict[str, float]
+    run_id: str | None = None  # its MLflow run, when tracked
 
 
 def label_pattern(ds: MultiTaskDataset) -> np.ndarray:
@@ -167,7 +186,8 @@ def train_ensemble(ds: MultiTaskDataset, cfg, tracker) -> EnsembleResult:
         oof_means[repeat, test], oof_vars[repeat, test] = means[index, test], variances[index, test]
         member = Member(index, repeat, fold, train, test, history, task_scores(ds.y[test], means[index, test], ds.tasks))
         members.append(member)
-        with tracker.member_run(f"member-{index:02d}", {"member": index, "repeat": repeat, "fold": fold}):
+        with tracker.member_run(f"member-{index:02d}", {"member": index, "repeat": repeat, "fold": fold}) as run:
+            member.run_id = run.info.run_id if run is not None else None
             tracker.log_history(history)
             tracker.log_metrics({**member.scores, "best_epoch": history.best_epoch + 1, "epochs_run": history.epochs_run,
                                  "n_train": len(train), "n_test": len(test)})

@@ -131,30 +131,33 @@ class EnsembleNet:
     def head_variables(self, task: str) -> list:
         return [v for layer in (*self.heads[task], self.outputs[task]) for v in (layer.kernel, layer.bias)]
 
-    def _dropout(self, h, rate: float, seeds, salt: int):
-        """Inverted dropout; member k's mask is a hash of (its seed, its counter, salt, position),
-        so it does not depend on the other members, and costs a few fused integer ops."""
+    def _dropout(self, h, rate: float, seeds, salt: int, row_keys=None):
+        """Inverted dropout; member k's mask is a hash of (its seed, its counter, salt, row, unit),
+        so it does not depend on the other members, and costs a few fused integer ops. Rows are
+        keyed by their position in the batch, or by ``row_keys`` (n,) when given."""
         import tensorflow as tf
 
         if seeds is None or rate <= 0:
             return h
         shape = tf.shape(h)
-        position = tf.reshape(tf.range(shape[1] * shape[2], dtype=tf.int64), [1, shape[1], shape[2]])
-        key = seeds[:, 0:1, None] * 0x9E3779B9 + (seeds[:, 1:2, None] + salt) * 0x85EBCA6B + position
+        rows = tf.range(shape[1], dtype=tf.int64) if row_keys is None else row_keys
+        units = tf.range(shape[2], dtype=tf.int64)
+        key = (seeds[:, 0:1, None] * 0x9E3779B9 + (seeds[:, 1:2, None] + salt) * 0x85EBCA6B
+               + rows[None, :, None] * 0x27D4EB2F + units[None, None, :])
         keep = uniform_hash(key) >= rate
         return tf.where(keep, h / (1.0 - rate), 0.0)
 
-    def forward(self, task: str, x, c, dropout_seeds=None):
+    def forward(self, task: str, x, c, dropout_seeds=None, row_keys=None):
         """Standardised prediction (K, n) of ``task``; ``dropout_seeds`` (K, 2) int64 turns dropout on."""
         import tensorflow as tf
 
         h = x
         for i, layer in enumerate(self.trunk):
-            h = self._dropout(self.activation(layer(h)), self.trunk_dropout, dropout_seeds, i)
+            h = self._dropout(self.activation(layer(h)), self.trunk_dropout, dropout_seeds, i, row_keys)
         if self.input_widths[task]:
             h = tf.concat([h, c], axis=-1)
         for i, layer in enumerate(self.heads[task]):
-            h = self._dropout(self.activation(layer(h)), self.head_dropout, dropout_seeds, 100 + i)
+            h = self._dropout(self.activation(layer(h)), self.head_dropout, dropout_seeds, 100 + i, row_keys)
         return self.outputs[task](h)[..., 0]
 
     def get_weights(self) -> list[np.ndarray]:

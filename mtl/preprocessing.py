@@ -70,3 +70,46 @@ class FoldPreprocessor:
     def input_width(self, task: str) -> int:
         scaler = self.input_scalers[task]
         return 0 if scaler is None else 2 * len(scaler.scale_)
+
+    def to_dict(self) -> dict:
+        """Everything ``features``/``task_inputs``/``unscale_targets`` need, as plain JSON values."""
+        q = self.feature_scaler
+        return {
+            "tasks": self.tasks,
+            "feature_medians": self.feature_imputer.statistics_.tolist(),
+            "quantiles": q.quantiles_.tolist(), "references": q.references_.tolist(),
+            "inputs": {t: None if self.input_scalers[t] is None else {
+                "medians": self.input_imputers[t].statistics_.tolist(),
+                "mean": self.input_scalers[t].mean_.tolist(), "scale": self.input_scalers[t].scale_.tolist()}
+                for t in self.tasks},
+            "target_mean": self.target_mean.tolist(), "target_std": self.target_std.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, spec: dict) -> FoldPreprocessor:
+        """The fitted transformers rebuilt from :meth:`to_dict` (sklearn objects, no unpickling)."""
+        feature_imputer = _fitted_imputer(spec["feature_medians"])
+        quantiles = np.asarray(spec["quantiles"])
+        scaler = QuantileTransformer(n_quantiles=len(quantiles), output_distribution="normal")
+        scaler.quantiles_, scaler.references_ = quantiles, np.asarray(spec["references"])
+        scaler.n_quantiles_, scaler.n_features_in_ = len(quantiles), quantiles.shape[1]
+        input_imputers, input_scalers = {}, {}
+        for task, values in spec["inputs"].items():
+            if values is None:
+                input_imputers[task] = input_scalers[task] = None
+                continue
+            input_imputers[task] = _fitted_imputer(values["medians"])
+            input_scalers[task] = StandardScaler()
+            input_scalers[task].mean_, input_scalers[task].scale_ = np.asarray(values["mean"]), np.asarray(values["scale"])
+            input_scalers[task].var_ = input_scalers[task].scale_ ** 2
+            input_scalers[task].n_features_in_ = len(values["mean"])
+        return cls(tasks=list(spec["tasks"]), feature_imputer=feature_imputer, feature_scaler=scaler,
+                   input_imputers=input_imputers, input_scalers=input_scalers,
+                   target_mean=np.asarray(spec["target_mean"]), target_std=np.asarray(spec["target_std"]))
+
+
+def _fitted_imputer(medians: list[float]) -> SimpleImputer:
+    """A median imputer with its statistics set, as if fitted on data with these medians."""
+    imputer = SimpleImputer(strategy="median", keep_empty_features=True)
+    imputer.fit(np.asarray(medians, dtype=float)[None, :])
+    return imputer

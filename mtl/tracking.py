@@ -115,14 +115,26 @@ class MlflowTracker(Tracker):
         for i in range(0, len(metrics), 1000):  # the REST API takes at most 1000 metrics per batch
             client.log_batch(run_id, metrics=metrics[i:i + 1000])
 
-    def log_figure(self, figure, path: str) -> None:
+    def _client_or_active(self, run_id: str | None):
+        """MLflow's fluent API for the active run, or a client call on an earlier (finished) run."""
+        if run_id is None:
+            return self.mlflow, {}
+        return self.mlflow.MlflowClient(), {"run_id": run_id}
+
+    def log_figure(self, figure, path: str, run_id: str | None = None) -> None:
         import matplotlib.pyplot as plt
 
-        self.mlflow.log_figure(figure, path)
+        api, where = self._client_or_active(run_id)
+        api.log_figure(figure=figure, artifact_file=path, **where)
         plt.close(figure)
 
-    def log_table(self, frame, path: str) -> None:
-        self.mlflow.log_table(frame, path)
+    def log_table(self, frame, path: str, run_id: str | None = None) -> None:
+        api, where = self._client_or_active(run_id)
+        api.log_table(data=frame, artifact_file=path, **where)
+
+    def log_dict(self, data: dict, path: str, run_id: str | None = None) -> None:
+        api, where = self._client_or_active(run_id)
+        api.log_dict(dictionary=data, artifact_file=path, **where)
 
     def log_source_tables(self, tasks_cfg) -> None:
         """Each task's raw table as an MLflow dataset input (digest, schema and source path)."""

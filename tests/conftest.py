@@ -57,9 +57,9 @@ def compose_train(overrides: list[str], config: str = "train", raw: bool = False
     return cfg if raw else validated(cfg)
 
 
-@pytest.fixture
-def tiny_overrides(tables, tmp_path):
-    """Overrides that point the default study at the small tables and a temporary MLflow store."""
+def tiny_overrides_for(tables, tmp_path) -> list[str]:
+    """Overrides that point the default study at the small tables and a temporary MLflow store;
+    SHAP and the registry are off (their own tests switch them on)."""
     return [
         f"tasks.hardness.source={tables['hardness']}",
         f"tasks.pitting.source={tables['pitting']}",
@@ -72,7 +72,13 @@ def tiny_overrides(tables, tmp_path):
         "ensemble.folds=3",
         f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
         "study=test",
+        "explain.enabled=false", "registry.enabled=false",
     ]
+
+
+@pytest.fixture
+def tiny_overrides(tables, tmp_path):
+    return tiny_overrides_for(tables, tmp_path)
 
 
 @pytest.fixture

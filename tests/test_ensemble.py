@@ -58,5 +58,9 @@ def test_ensemble_gives_out_of_fold_predictions_with_uncertainty(tiny_overrides)
     rows = ds.task_rows("pitting")
     inputs = {t: ds.inputs[t][rows] for t in ds.tasks}
     plain = result.model.predict(ds.features[rows], inputs, mc_samples=0).mean[:, 1]
-    sampled = result.model.predict(ds.features[rows], inputs, mc_samples=30).mean[:, 1]
-    assert np.corrcoef(plain, sampled)[0, 1] > 0.95
+    sampled = result.model.predict(ds.features[rows], inputs, mc_samples=30)
+    assert np.corrcoef(plain, sampled.mean[:, 1])[0, 1] > 0.95
+    # a row's MC samples are its own: predicted alone, it gets the same numbers as in a batch
+    alone = result.model.predict(ds.features[rows[3:4]], {t: v[3:4] for t, v in inputs.items()}, mc_samples=30)
+    np.testing.assert_allclose(alone.mean[0], sampled.mean[3], rtol=1e-6)
+    np.testing.assert_allclose(alone.std_mc[0], sampled.std_mc[3], rtol=1e-5)

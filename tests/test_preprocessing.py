@@ -29,3 +29,20 @@ def test_scaled_targets_round_trip(tiny_cfg):
     ds = load_dataset(tiny_cfg)
     prep = FoldPreprocessor.fit(ds, np.arange(len(ds)))
     assert np.allclose(prep.unscale_targets(prep.scale_targets(ds.y)), ds.y, equal_nan=True, rtol=1e-5)
+
+
+def test_json_round_trip_transforms_identically(tiny_cfg):
+    import json
+
+    from mtl.data.dataset import load_dataset
+
+    ds = load_dataset(tiny_cfg)
+    rows = np.arange(0, len(ds), 2)
+    prep = FoldPreprocessor.fit(ds, rows)
+    again = FoldPreprocessor.from_dict(json.loads(json.dumps(prep.to_dict())))
+    other = np.arange(1, len(ds), 2)
+    assert np.array_equal(prep.features(ds.features[other]), again.features(ds.features[other]))
+    with_gaps = ds.inputs["pitting"][other].copy()
+    with_gaps[::3, 0] = np.nan
+    assert np.array_equal(prep.task_inputs("pitting", with_gaps), again.task_inputs("pitting", with_gaps))
+    assert np.array_equal(prep.unscale_targets(np.ones((2, 2))), again.unscale_targets(np.ones((2, 2))))

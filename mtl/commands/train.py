@@ -8,7 +8,10 @@ import pandas as pd
 from mtl.config import validated
 from mtl.data.dataset import MultiTaskDataset, load_dataset
 from mtl.ensemble import EnsembleResult, train_ensemble
+from mtl.explain import log_explanation
+from mtl.packaged import PackagedEnsemble
 from mtl.plots import parity_plot
+from mtl.registry import log_and_register
 from mtl.tracking import MlflowTracker
 
 
@@ -36,6 +39,14 @@ def log_results(tracker: MlflowTracker, ds: MultiTaskDataset, result: EnsembleRe
         tracker.log_figure(fig, f"plots/parity_{task}.png")
 
 
+def explain_sample(tracker: MlflowTracker, ds: MultiTaskDataset, packaged: PackagedEnsemble, result: EnsembleResult,
+                   cfg) -> None:
+    """SHAP per task on a sample of rows, for the ensemble (this run) and each member (its run)."""
+    rows = np.random.default_rng(cfg.seed).choice(len(ds), size=min(cfg.explain.rows, len(ds)), replace=False)
+    explanation = packaged.explain(ds.features[rows], {t: ds.inputs[t][rows] for t in ds.tasks})
+    log_explanation(tracker, explanation, ds.units, {m.index: m.run_id for m in result.members if m.run_id})
+
+
 def summary(ds: MultiTaskDataset, scores: dict[str, float]) -> str:
     lines = [f"{'task':<16}{'n':>6}{'R2':>9}{'RMSE':>11}{'MAE':>11}  unit"]
     for task in ds.tasks:
@@ -53,5 +64,15 @@ def run(cfg) -> float:
         tracker.log_source_tables(cfg.tasks)
         result = train_ensemble(ds, cfg, tracker)
         log_results(tracker, ds, result)
+        packaged = PackagedEnsemble.from_training(result.model, ds, cfg, cfg.explain.background)
+        if cfg.explain.enabled:
+            explain_sample(tracker, ds, packaged, result, cfg)
+        registered = None
+        if cfg.registry.enabled:
+            registered = log_and_register(packaged, {t: cfg.tasks[t].source for t in ds.tasks}, cfg.registry.name, result.scores)
     print(summary(ds, result.scores), flush=True)
+    if registered:
+        version, promoted = registered
+        print(f"registered {cfg.registry.name} version {version.version}"
+              + (f"; it is now models:/{cfg.registry.name}@champion" if promoted else "; @champion kept (it scores higher)"))
     return result.scores["r2_mean"]

@@ -19,14 +19,14 @@ _BELOW_LIMIT = re.compile(r"^\s*<\s*([0-9.]+(?:[eE][-+]?\d+)?)\s*$")
 _FORMULA_TOKEN = re.compile(r"([A-Z][a-z]?)\s*([0-9]*\.?[0-9]*(?:[eE][-+]?\d+)?)")
 
 
-def _periodic_table():
+def periodic_table():
     from pymatgen.core.periodic_table import Element  # imported late: ~0.5 s
 
     return Element
 
 
 def check_element(symbol: str, where: str) -> None:
-    if not _periodic_table().is_valid_symbol(symbol):
+    if not periodic_table().is_valid_symbol(symbol):
         raise DataError(f"{where}: '{symbol}' is not a chemical element; fix the symbol in the data.")
 
 
@@ -84,7 +84,7 @@ def fractions_from_element_columns(table: pd.DataFrame, columns: list[str], basi
         raise DataError(f"{source}: composition basis '{basis}' is unknown; use 'wt' or 'at'.")
     for col in columns:
         check_element(col, f"{source}, column '{col}'")
-    masses = {col: float(_periodic_table()(col).atomic_mass) for col in columns} if basis == "wt" else None
+    masses = {col: float(periodic_table()(col).atomic_mass) for col in columns} if basis == "wt" else None
     result = []
     for i, row in zip(table.index, table[columns].itertuples(index=False)):
         amounts = {col: parse_cell(v, f"{source}, {line_of(i)}, column '{col}'") for col, v in zip(columns, row)}

@@ -47,13 +47,13 @@ def compute_descriptors(compositions: dict[str, dict[str, float]], featurizer: s
         log.info("descriptors: computing %s for %d compositions (cached afterwards in %s)", featurizer, len(compositions), path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        _featurize(compositions, featurizer).to_csv(tmp)
+        featurize(compositions, featurizer).to_csv(tmp)
         tmp.replace(path)  # atomic: a crash never leaves half a cache file
     # Always the values as read back, parsed exactly: a first run and a cached run agree bit for bit.
     return pd.read_csv(path, index_col=0, float_precision="round_trip")
 
 
-def _featurize(compositions: dict[str, dict[str, float]], featurizer: str) -> pd.DataFrame:
+def featurize(compositions: dict[str, dict[str, float]], featurizer: str) -> pd.DataFrame:
     from pymatgen.core import Composition
 
     rows = []
