@@ -107,7 +107,8 @@ class TrackingConfig:
 class ExplainConfig:
     enabled: bool = True  # SHAP per task (and per member) at the end of training
     rows: int = 100  # rows explained, sampled from the dataset
-    background: int = 50  # training rows the SHAP expectation is taken over (stored with the model)
+    background: int = 25  # training rows the SHAP expectation is taken over (stored with the model)
+    permutations: int = 1  # antithetic permutation pairs per row: more = less noisy values, linearly slower
 
 
 @dataclass

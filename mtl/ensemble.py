@@ -79,11 +79,14 @@ class EnsembleModel:
         """Each member's mean and MC-dropout variance, (K, n, T) each, in target units (variance 0
         with MC off). A row's dropout masks are keyed by its content, so its prediction does not
         depend on the other rows predicted with it."""
-        arrays = self.member_arrays(features, inputs)
-        n, k = len(features), len(self.preps)
+        return self.predict_arrays(self.member_arrays(features, inputs), mc_samples, row_keys(features, inputs, self.tasks))
+
+    def predict_arrays(self, arrays: MemberArrays, mc_samples: int = 0, keys: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`member_predictions` for rows already preprocessed by each member (``keys``: the
+        rows' dropout keys, needed with MC dropout)."""
+        k, n = arrays.features.shape[:2]
         samples = max(mc_samples, 1)
         chunk = max(1, MAX_PREDICTION_CELLS // (k * samples * self.net.widest_layer()))
-        keys = row_keys(features, inputs, self.tasks)
         seeds = np.array([[m, MC_SEED] for m in range(k)], np.int64)
         means, variances = np.zeros((k, n, len(self.tasks))), np.zeros((k, n, len(self.tasks)))
         for t, task in enumerate(self.tasks):

@@ -1,9 +1,12 @@
 """SHAP per task for the ensemble, in the target's units.
 
-One ``shap.PermutationExplainer`` pass explains every member and every task at once: the
-explained function returns each member's prediction for each task (MC dropout off), so the values
-come out per member, and the ensemble's are their mean (SHAP values are linear in the model).
-Permutation SHAP is exactly additive: base value + sum of values = prediction, for every row.
+Permutation SHAP (the estimator of ``shap.PermutationExplainer``) explains every member and every
+task in one pass: the explained function returns each member's prediction for each task (MC
+dropout off), so the values come out per member, and the ensemble's are their mean (SHAP values
+are linear in the model). It is exactly additive: base value + sum of values = prediction, for
+every row. It runs here, batched over rows, coalitions and background rows in a few large model
+calls, because ``shap``'s own explainer spends ~15 s compiling numba code in every new process
+and calls the model once per row; ``shap`` draws the plots.
 
 Explained columns: the shared features (atomic fractions, descriptors) and each task's test
 conditions (``pitting:Test Temp (C)``); a task's values for another task's conditions are 0.
@@ -20,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from mtl.ensemble import EnsembleModel
+from mtl.trainer import MemberArrays
 
 log = logging.getLogger(__name__)
 
@@ -78,37 +82,72 @@ def joint_columns(feature_names: list[str], input_names: dict[str, list[str]]) -
     return list(feature_names) + [f"{task}:{name}" for task, names in input_names.items() for name in names]
 
 
+def permutation_shap(coalition_values, n_rows: int, n_cols: int, permutations: int, rng: np.random.Generator,
+                     rows_per_call: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """Permutation SHAP with antithetic pairs (each random order of the columns is walked forward
+    and backward): the estimator of ``shap.PermutationExplainer``, batched over rows and coalitions.
+
+    ``coalition_values(rows (r,), inside (r, S, F) bool) -> (r, S, O)``: the expected output
+    when the columns inside a coalition come from the row and the others from the background.
+    Returns values (n, F, O) and the base value (O,). Each walk from the empty coalition to the
+    full row telescopes, so base + sum of values = the row's output, exactly."""
+    values, base = None, None
+    steps = np.arange(n_cols + 1)
+    for start in range(0, n_rows, rows_per_call):
+        rows = np.arange(start, min(start + rows_per_call, n_rows))
+        for _ in range(permutations):
+            order = np.argsort(rng.random((len(rows), n_cols)), axis=1)
+            for walk in (order, order[:, ::-1]):
+                rank = np.argsort(walk, axis=1)  # position of each column in the walk
+                out = coalition_values(rows, rank[:, None, :] < steps[None, :, None])  # (r, F+1, O)
+                if values is None:
+                    values, base = np.zeros((n_rows, n_cols, out.shape[2])), out[0, 0]
+                np.add.at(values, (rows[:, None], walk), np.diff(out, axis=1))  # what each column of the walk added
+    return values / (2 * permutations), base
+
+
 def explain_rows(model: EnsembleModel, feature_names: list[str], input_names: dict[str, list[str]], features: np.ndarray,
                  inputs: dict[str, np.ndarray], background_features: np.ndarray, background_inputs: dict[str, np.ndarray],
-                 seed: int = 0) -> Explanation:
-    """SHAP values of ``features``/``inputs`` rows against the background rows (raw values)."""
-    import shap
+                 permutations: int = 1, seed: int = 0) -> Explanation:
+    """SHAP values of ``features``/``inputs`` rows against the background rows (raw values).
 
+    Every preprocessing step works column by column, so a coalition's row is assembled from the
+    row's and the background's already-preprocessed columns (per member): the model is the only
+    thing evaluated per coalition."""
     tasks, d = model.tasks, features.shape[1]
     widths = [len(input_names[t]) for t in tasks]
     joined = np.hstack([features, *(inputs[t] for t in tasks)])
     background = np.hstack([background_features, *(background_inputs[t] for t in tasks)])
     both = np.vstack([joined, background])
     varying = np.flatnonzero(~np.all((both == both[:1]) | (np.isnan(both) & np.isnan(both[:1])), axis=0))
-    k, n_tasks = len(model.preps), len(tasks)
+    row_arrays, bg_arrays = model.member_arrays(features, inputs), model.member_arrays(background_features, background_inputs)
+    offsets = np.cumsum([d, *widths])
+    k, n_tasks, n_bg = len(model.preps), len(tasks), len(background)
 
-    def member_outputs(x_varying: np.ndarray) -> np.ndarray:
-        full = np.repeat(joined[:1], len(x_varying), axis=0)
-        full[:, varying] = x_varying
-        parts = np.split(full[:, d:], np.cumsum(widths)[:-1], axis=1)
-        means, _ = model.member_predictions(full[:, :d], dict(zip(tasks, parts)), mc_samples=0)  # (K, m, T)
-        return means.transpose(1, 0, 2).reshape(len(x_varying), k * n_tasks)
+    def mix(row_part: np.ndarray, bg_part: np.ndarray, rows: np.ndarray, inside: np.ndarray) -> np.ndarray:
+        """(K, r*S*B, w): the row's columns where ``inside`` (r, S, w), the background's elsewhere."""
+        mixed = np.where(inside[None, :, :, None, :], row_part[:, rows, None, None, :], bg_part[:, None, None, :, :])
+        return mixed.reshape(k, len(rows) * inside.shape[1] * n_bg, row_part.shape[2])
+
+    def coalition_values(rows: np.ndarray, inside_varying: np.ndarray) -> np.ndarray:
+        inside = np.ones((*inside_varying.shape[:2], joined.shape[1]), bool)  # constant columns: either side is the same
+        inside[:, :, varying] = inside_varying
+        arrays = MemberArrays(features=mix(row_arrays.features, bg_arrays.features, rows, inside[:, :, :d]), inputs={},
+                              y=np.zeros(0))
+        for t, task in enumerate(tasks):
+            own = inside[:, :, offsets[t]:offsets[t + 1]]
+            if widths[t]:  # a condition's scaled value and its missing indicator travel together
+                own = np.concatenate([own, own], axis=2)
+            arrays.inputs[task] = mix(row_arrays.inputs[task], bg_arrays.inputs[task], rows, own)
+        means, _ = model.predict_arrays(arrays)  # (K, r*S*B, T)
+        means = means.reshape(k, len(rows), inside.shape[1], n_bg, n_tasks).mean(axis=3)
+        return means.transpose(1, 2, 0, 3).reshape(len(rows), inside.shape[1], k * n_tasks)
 
     values = np.zeros((len(joined), both.shape[1], k, n_tasks))
-    base = member_outputs(background[:, varying]).mean(axis=0).reshape(k, n_tasks)
-    if len(varying):
-        masker = shap.maskers.Independent(background[:, varying], max_samples=len(background))
-        explainer = shap.PermutationExplainer(member_outputs, masker, seed=seed)
-        result = explainer(joined[:, varying], max_evals=2 * len(varying) + 1, batch_size=2 * len(varying) + 1,
-                           silent=True)
-        values[:, varying] = result.values.reshape(len(joined), len(varying), k, n_tasks)
-        base = np.asarray(result.base_values)[0].reshape(k, n_tasks)
-    return Explanation(values=values, base=base, data=joined, columns=joint_columns(feature_names, input_names), tasks=tasks)
+    found, base = permutation_shap(coalition_values, len(joined), len(varying), permutations, np.random.default_rng(seed))
+    values[:, varying] = found.reshape(len(joined), len(varying), k, n_tasks)
+    return Explanation(values=values, base=base.reshape(k, n_tasks), data=joined,
+                       columns=joint_columns(feature_names, input_names), tasks=tasks)
 
 
 def summary_figures(explanation: Explanation, task: str, unit: str, member: int | None = None,

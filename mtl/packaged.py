@@ -53,7 +53,8 @@ class PackagedEnsemble:
             descriptors = descriptors[~descriptors.index.duplicated()]
         spec = {"tasks": {t: task_spec(cfg.tasks[t]) for t in ds.tasks}, "elements": elements,
                 "descriptor_columns": descriptor_names, "featurizer": cfg.data.descriptors,
-                "mc_samples": int(cfg.trainer.mc_samples), "seed": int(cfg.seed)}
+                "mc_samples": int(cfg.trainer.mc_samples), "seed": int(cfg.seed),
+                "permutations": int(cfg.explain.permutations)}
         rows = np.random.default_rng(cfg.seed).choice(len(ds), size=min(background_rows, len(ds)), replace=False)
         background = {"features": ds.features[rows].tolist(), "inputs": {t: ds.inputs[t][rows].tolist() for t in ds.tasks}}
         return cls(model, spec, descriptors, background)
@@ -116,7 +117,7 @@ class PackagedEnsemble:
         return explain_rows(self.model, self.feature_names, {t: self.spec["tasks"][t]["inputs"] for t in self.tasks},
                             features, inputs, np.asarray(background["features"], dtype=float),
                             {t: np.asarray(v, dtype=float).reshape(len(background["features"]), -1)
-                             for t, v in background["inputs"].items()}, seed=self.spec["seed"])
+                             for t, v in background["inputs"].items()}, self.spec.get("permutations", 1), self.spec["seed"])
 
     def predict_table(self, frame: pd.DataFrame, tasks: list[str] | None = None, mc_samples: int | None = None,
                       explain: bool = False, source: str = "input") -> pd.DataFrame:

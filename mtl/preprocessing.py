@@ -11,6 +11,27 @@ from sklearn.preprocessing import QuantileTransformer, StandardScaler
 from mtl.data.dataset import MultiTaskDataset
 
 
+QUANTILE_BOUND = 1e-7  # sklearn's BOUNDS_THRESHOLD
+
+
+def quantile_normal(x: np.ndarray, quantiles: np.ndarray, references: np.ndarray) -> np.ndarray:
+    """``QuantileTransformer(output_distribution="normal").transform`` for NaN-free ``x``, same
+    numbers, one ``ndtri`` over the whole matrix instead of scipy.stats per column: prediction and
+    SHAP call this on many rows, and sklearn's version dominated their time."""
+    from scipy.special import ndtri
+
+    uniform = np.empty(x.shape, dtype=float)
+    for j in range(x.shape[1]):
+        col, q = x[:, j], quantiles[:, j]
+        u = 0.5 * (np.interp(col, q, references) - np.interp(-col, -q[::-1], -references[::-1]))
+        u[col + QUANTILE_BOUND > q[-1]] = 1.0
+        u[col - QUANTILE_BOUND < q[0]] = 0.0
+        uniform[:, j] = u
+    with np.errstate(divide="ignore"):
+        normal = ndtri(uniform)
+    return np.clip(normal, ndtri(QUANTILE_BOUND - np.spacing(1)), ndtri(1 - (QUANTILE_BOUND - np.spacing(1))))
+
+
 def _imputer_and_scaler(values: np.ndarray) -> tuple[SimpleImputer | None, StandardScaler | None]:
     if values.shape[1] == 0:  # a task without inputs of its own
         return None, None
@@ -51,7 +72,8 @@ class FoldPreprocessor:
                    target_mean=np.nanmean(y, axis=0), target_std=np.where(std > 0, std, 1.0))
 
     def features(self, features: np.ndarray) -> np.ndarray:
-        return self.feature_scaler.transform(self.feature_imputer.transform(features)).astype(np.float32)
+        imputed = self.feature_imputer.transform(features)
+        return quantile_normal(imputed, self.feature_scaler.quantiles_, self.feature_scaler.references_).astype(np.float32)
 
     def task_inputs(self, task: str, inputs: np.ndarray) -> np.ndarray:
         if self.input_scalers[task] is None:
