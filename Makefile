@@ -12,7 +12,8 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[tune,test]"
+	# compat: the project root goes on sys.path, so Hydra finds the gpyopt sweeper in hydra_plugins/
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[tune,test]" --config-settings editable_mode=compat
 	rm -f $(VENV)/.installed-* && touch $@
 
 run: $(STAMP)

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from mtl.errors import MTLError
 
 HYDRA_COMMANDS = {
     "train": "train a multi-task ensemble on the configured tasks, track it in MLflow, register it",
+    "tune": "Bayesian optimisation (GPyOpt) of architecture, schedule and learning rates; registers the best",
 }
 MODEL_COMMANDS = {
     "predict": "predict a raw-format table with a registered model (mean and uncertainty per task)",
@@ -82,6 +84,7 @@ def model_parser(command: str) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter, not the user's business
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
         return

@@ -132,10 +132,31 @@ class TrainConfig:
     registry: RegistryConfig = field(default_factory=RegistryConfig)
 
 
-def validated(cfg: DictConfig) -> DictConfig:
+@dataclass
+class TunerConfig:
+    strategy: str = "bayesian"  # bayesian (GPyOpt) | random
+    n_trials: int = 30
+    initial_design: int = 8  # random points before the surrogate takes over
+    acquisition: str = "EI"  # EI | MPI | LCB
+    batch_size: int = 1  # proposals per round (> 1: GPyOpt local penalisation)
+    workers: int = 1  # trials evaluated in parallel processes
+    inner_folds: int = 3  # cross-validation inside the outer training part: the objective
+    outer_folds: int = 5  # 1/outer_folds of the compositions are held out from tuning
+    outer_fold: int = 0
+    seed: int = 0
+    resume: bool = True  # continue the latest study with the same settings, from MLflow
+
+
+@dataclass
+class TuneConfig(TrainConfig):
+    search_space: Dict[str, Any] = field(default_factory=dict)
+    tuner: TunerConfig = field(default_factory=TunerConfig)
+
+
+def validated(cfg: DictConfig, schema: type = TrainConfig) -> DictConfig:
     """Merge ``cfg`` onto the schema: unknown keys and wrong types become a ConfigError."""
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), cfg)
+        merged = OmegaConf.merge(OmegaConf.structured(schema), cfg)
         OmegaConf.resolve(merged)
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", None) or ""

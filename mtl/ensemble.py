@@ -26,6 +26,17 @@ log = logging.getLogger(__name__)
 MAX_PREDICTION_CELLS = 2**24  # floats per layer activation in one prediction call: bounds memory
 
 
+def bucket(n: int, largest: int) -> int:
+    """Rows per prediction call: the next power of two (at least 64), capped at ``largest``, so a
+    compiled prediction graph is reused across calls of similar size."""
+    return min(largest, max(64, 1 << (max(n, 1) - 1).bit_length()))
+
+
+def pad_rows(a: np.ndarray, rows: int) -> np.ndarray:
+    """(K, n, w) -> (K, rows, w), zero rows appended."""
+    return np.pad(a, ((0, 0), (0, rows - a.shape[1]), (0, 0)))
+
+
 MC_SEED = 1_000_003  # the dropout stream of prediction, apart from training's per-step streams
 
 
@@ -64,8 +75,10 @@ class EnsembleModel:
     def __init__(self, net: EnsembleNet, preps: list[FoldPreprocessor]):
         import tensorflow as tf
 
+        tf.get_logger().setLevel("ERROR")  # each model traces its own graph: TF's "retracing" warning is noise here
         self.net, self.preps, self.tasks = net, preps, net.tasks
-        self._forward = tf.function(lambda task, x, c, seeds, keys: net.forward(task, x, c, seeds, keys), reduce_retracing=True)
+        # XLA fuses the dropout hashing with the layers; calls come in a few bucketed shapes (see ``bucket``)
+        self._forward = tf.function(lambda x, c, seeds, keys: net.forward_all(x, c, seeds, keys), jit_compile=True)
 
     def member_arrays(self, features: np.ndarray, inputs: dict[str, np.ndarray], y: np.ndarray | None = None) -> MemberArrays:
         """Rows as each member sees them: (K, n, d) features, (K, n, c_t) task inputs, (K, n, T)
@@ -86,21 +99,23 @@ class EnsembleModel:
         rows' dropout keys, needed with MC dropout)."""
         k, n = arrays.features.shape[:2]
         samples = max(mc_samples, 1)
-        chunk = max(1, MAX_PREDICTION_CELLS // (k * samples * self.net.widest_layer()))
+        chunk = bucket(n, max(1, MAX_PREDICTION_CELLS // (k * samples * self.net.widest_layer())))
         seeds = np.array([[m, MC_SEED] for m in range(k)], np.int64)
         means, variances = np.zeros((k, n, len(self.tasks))), np.zeros((k, n, len(self.tasks)))
-        for t, task in enumerate(self.tasks):
-            for start in range(0, n, chunk):
-                part = slice(start, start + chunk)
-                x, c = arrays.features[:, part], arrays.inputs[task][:, part]
-                rows = x.shape[1]
-                if mc_samples:  # all passes in one call: pass s of a row draws the masks of (row key, s)
-                    sample_keys = (keys[part][None, :] + np.arange(samples, dtype=np.int64)[:, None] * 0x632BE5AB).ravel()
-                    out = self._forward(task, np.tile(x, (1, samples, 1)), np.tile(c, (1, samples, 1)), seeds, sample_keys)
-                    passes = out.numpy().reshape(k, samples, rows)
-                    means[:, part, t], variances[:, part, t] = passes.mean(1), passes.var(1)
-                else:
-                    means[:, part, t] = self._forward(task, x, c, None, None).numpy()
+        for start in range(0, n, chunk):
+            part = slice(start, start + chunk)
+            rows = len(range(n)[part])
+            x = pad_rows(arrays.features[:, part], chunk)
+            c = {task: pad_rows(arrays.inputs[task][:, part], chunk) for task in self.tasks}
+            if mc_samples:  # all passes in one call: pass s of a row draws the masks of (row key, s)
+                part_keys = np.pad(keys[part], (0, chunk - rows))
+                sample_keys = (part_keys[None, :] + np.arange(samples, dtype=np.int64)[:, None] * 0x632BE5AB).ravel()
+                tiled = {task: np.tile(v, (1, samples, 1)) for task, v in c.items()}
+                passes = self._forward(np.tile(x, (1, samples, 1)), tiled, seeds, sample_keys).numpy()
+                passes = passes.reshape(k, samples, chunk, len(self.tasks))[:, :, :rows]
+                means[:, part], variances[:, part] = passes.mean(1), passes.var(1)
+            else:
+                means[:, part] = self._forward(x, c, None, None).numpy()[:, :rows]
         shift = np.stack([p.target_mean for p in self.preps])[:, None, :]  # (K, 1, T)
         scale = np.stack([p.target_std for p in self.preps])[:, None, :]
         return means * scale + shift, variances * scale**2

@@ -59,14 +59,21 @@ def glorot_uniform(rng: np.random.Generator, fan_in: int, fan_out: int) -> np.nd
 
 
 def uniform_hash(key):
-    """Counter-based uniform numbers in [0, 1): the SplitMix64 finaliser of int64 keys."""
+    """Counter-based uniform numbers in [0, 1) from uint32 keys (the lowbias32 integer hash):
+    a handful of 32-bit integer ops per number, which XLA fuses into the layer."""
     import tensorflow as tf
 
-    x = tf.bitcast(key, tf.uint64)
-    x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 30)) * tf.constant(0xBF58476D1CE4E5B9, tf.uint64)
-    x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 27)) * tf.constant(0x94D049BB133111EB, tf.uint64)
-    x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 31))
-    return tf.cast(tf.bitwise.right_shift(x, 40), tf.float32) / float(1 << 24)
+    x = tf.bitwise.bitwise_xor(key, tf.bitwise.right_shift(key, 16)) * tf.constant(0x7FEB352D, tf.uint32)
+    x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 15)) * tf.constant(0x846CA68B, tf.uint32)
+    x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 16))
+    return tf.cast(tf.bitwise.right_shift(x, 8), tf.float32) / float(1 << 24)
+
+
+def _as_uint32(x):
+    """int64 -> its low 32 bits as uint32 (wrapping)."""
+    import tensorflow as tf
+
+    return tf.cast(tf.bitwise.bitwise_and(x, 0xFFFFFFFF), tf.uint32)
 
 
 class EnsembleNet:
@@ -141,24 +148,40 @@ class EnsembleNet:
             return h
         shape = tf.shape(h)
         rows = tf.range(shape[1], dtype=tf.int64) if row_keys is None else row_keys
-        units = tf.range(shape[2], dtype=tf.int64)
-        key = (seeds[:, 0:1, None] * 0x9E3779B9 + (seeds[:, 1:2, None] + salt) * 0x85EBCA6B
-               + rows[None, :, None] * 0x27D4EB2F + units[None, None, :])
+        # small int64 terms mixed first; the full (K, n, units) key is built and hashed in uint32
+        member = _as_uint32(seeds[:, 0] * 0x9E3779B9 + (seeds[:, 1] + salt) * 0x85EBCA6B)[:, None, None]
+        row = _as_uint32(rows * 0x27D4EB2F + tf.bitwise.right_shift(rows, 32))[None, :, None]
+        units = tf.cast(tf.range(shape[2]), tf.uint32)[None, None, :]
+        key = member + row + units * tf.constant(0x165667B1, tf.uint32)
         keep = uniform_hash(key) >= rate
         return tf.where(keep, h / (1.0 - rate), 0.0)
 
-    def forward(self, task: str, x, c, dropout_seeds=None, row_keys=None):
-        """Standardised prediction (K, n) of ``task``; ``dropout_seeds`` (K, 2) int64 turns dropout on."""
-        import tensorflow as tf
-
+    def trunk_output(self, x, dropout_seeds=None, row_keys=None):
         h = x
         for i, layer in enumerate(self.trunk):
             h = self._dropout(self.activation(layer(h)), self.trunk_dropout, dropout_seeds, i, row_keys)
+        return h
+
+    def head_output(self, task: str, h, c, dropout_seeds=None, row_keys=None):
+        """Standardised prediction (K, n) of ``task`` from the trunk's output ``h``."""
+        import tensorflow as tf
+
         if self.input_widths[task]:
             h = tf.concat([h, c], axis=-1)
         for i, layer in enumerate(self.heads[task]):
             h = self._dropout(self.activation(layer(h)), self.head_dropout, dropout_seeds, 100 + i, row_keys)
         return self.outputs[task](h)[..., 0]
+
+    def forward(self, task: str, x, c, dropout_seeds=None, row_keys=None):
+        """Standardised prediction (K, n) of ``task``; ``dropout_seeds`` (K, 2) int64 turns dropout on."""
+        return self.head_output(task, self.trunk_output(x, dropout_seeds, row_keys), c, dropout_seeds, row_keys)
+
+    def forward_all(self, x, inputs: dict, dropout_seeds=None, row_keys=None):
+        """Every task's standardised prediction, (K, n, T), from one pass through the trunk."""
+        import tensorflow as tf
+
+        h = self.trunk_output(x, dropout_seeds, row_keys)
+        return tf.stack([self.head_output(t, h, inputs[t], dropout_seeds, row_keys) for t in self.tasks], axis=-1)
 
     def get_weights(self) -> list[np.ndarray]:
         return [v.numpy() for layer in self.dense_layers() for v in (layer.kernel, layer.bias)]

@@ -95,14 +95,15 @@ class PackagedEnsemble:
         return features, inputs
 
     def _descriptors(self, keys: list[str], fractions: list[dict[str, float]]) -> np.ndarray:
-        """Known compositions from the training table; new ones computed (matminer) once each."""
+        """Known compositions from the training table; new ones computed (matminer) once each and
+        kept for later calls (a served model sees the same alloys again)."""
         from mtl.data.descriptors import featurize
 
         known = self.descriptors if self.descriptors is not None else pd.DataFrame(columns=self.spec["descriptor_columns"])
         new = {k: f for k, f in zip(keys, fractions) if k not in known.index}
         if new:
             log.info("descriptors: computing %s for %d compositions not seen in training", self.spec["featurizer"], len(new))
-            known = pd.concat([known, featurize(new, self.spec["featurizer"])[known.columns]])
+            known = self.descriptors = pd.concat([known, featurize(new, self.spec["featurizer"])[known.columns]])
         return known.loc[keys].to_numpy(dtype=float)
 
     @property

@@ -27,3 +27,23 @@ def parity_plot(y_true: np.ndarray, y_pred: np.ndarray, y_std: np.ndarray, task:
     ax.set_aspect("equal")
     fig.tight_layout()
     return fig
+
+
+def optimisation_trace(objectives: list[float], initial_design: int, title: str):
+    """Objective of each trial in order, the best so far, and where the random design ends."""
+    plt = _pyplot()
+
+    y = np.asarray(objectives, dtype=float)
+    trials = np.arange(1, len(y) + 1)
+    best = np.fmax.accumulate(np.where(np.isfinite(y), y, -np.inf))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.scatter(trials, y, s=22, color="tab:blue", label="trial")
+    ax.step(trials, np.where(np.isfinite(best), best, np.nan), where="post", color="tab:red", label="best so far")
+    if initial_design < len(y):
+        ax.axvline(initial_design + 0.5, color="grey", linestyle=":", label="end of random design")
+    ax.set_xlabel("trial")
+    ax.set_ylabel("objective: inner-CV R², mean over tasks")
+    ax.set_title(title)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    return fig

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,7 +38,7 @@ def flatten(cfg) -> dict[str, str]:
             for k, v in node.items():
                 walk(v, f"{prefix}{k}.")
         else:
-            out[prefix[:-1]] = str(node)[:6000]
+            out[re.sub(r"[^\w\-. :/]", "_", prefix[:-1])] = str(node)[:6000]  # MLflow's allowed key characters
 
     walk(OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg, "")
     return out
@@ -87,13 +88,43 @@ class MlflowTracker(Tracker):
         return client.create_experiment(name, artifact_location=location)
 
     @contextmanager
-    def parent_run(self, name: str, tags: dict | None = None):
-        """The run of one command; ends FAILED on an error, KILLED on Ctrl-C (MLflow's context manager)."""
-        with self.mlflow.start_run(experiment_id=self.experiment_id, run_name=name, tags=tags) as run:
-            self.mlflow.log_params(self.params)
-            self.mlflow.log_text(OmegaConf.to_yaml(self.cfg), "config.yaml")
-            log.info("tracking: run %s in experiment '%s' at %s", run.info.run_id, self.cfg.tracking.experiment, self.uri)
+    def parent_run(self, name: str, tags: dict | None = None, resume_id: str | None = None):
+        """The run of one command; ends FAILED on an error, KILLED on Ctrl-C (MLflow's context
+        manager). ``resume_id`` reopens an earlier run (its params stay as first logged)."""
+        with self.mlflow.start_run(run_id=resume_id, experiment_id=self.experiment_id,
+                                   run_name=None if resume_id else name, tags=tags) as run:
+            if resume_id is None:
+                self.mlflow.log_params(self.params)
+                self.mlflow.log_text(OmegaConf.to_yaml(self.cfg), "config.yaml")
+            log.info("tracking: %s run %s in experiment '%s' at %s", "resumed" if resume_id else "started",
+                     run.info.run_id, self.cfg.tracking.experiment, self.uri)
             yield run
+
+    def latest_run_tagged(self, tag: str, value: str):
+        """The most recent run of this experiment with ``tag`` = ``value``, or None."""
+        runs = self.mlflow.search_runs([self.experiment_id], filter_string=f"tags.`{tag}` = '{value}'",
+                                       order_by=["attributes.start_time DESC"], max_results=1, output_format="list")
+        return runs[0] if runs else None
+
+    def child_runs(self, parent_id: str) -> list:
+        return self.mlflow.search_runs([self.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'",
+                                       output_format="list", max_results=50000)
+
+    def log_finished_child(self, name: str, params: dict, metrics: dict, tags: dict, start: float, end: float,
+                           failed: bool = False) -> str:
+        """A child run of the active run for work done elsewhere (a worker process), logged whole
+        once it is over: a crash before this point leaves no half-logged run behind."""
+        from mlflow.entities import Metric, Param
+
+        client = self.mlflow.MlflowClient()
+        parent = self.mlflow.active_run().info.run_id
+        run = client.create_run(self.experiment_id, start_time=int(start * 1000), run_name=name,
+                                tags={"mlflow.parentRunId": parent, **tags})
+        now = int(end * 1000)
+        client.log_batch(run.info.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+                         params=[Param(k, str(v)) for k, v in params.items()])
+        client.set_terminated(run.info.run_id, status="FAILED" if failed else "FINISHED", end_time=now)
+        return run.info.run_id
 
     @contextmanager
     def member_run(self, name: str, params: dict):

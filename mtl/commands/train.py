@@ -47,12 +47,15 @@ def explain_sample(tracker: MlflowTracker, ds: MultiTaskDataset, packaged: Packa
     log_explanation(tracker, explanation, ds.units, {m.index: m.run_id for m in result.members if m.run_id})
 
 
-def summary(ds: MultiTaskDataset, scores: dict[str, float]) -> str:
+OOF_HEADING = "out-of-fold scores (each row predicted by the member that never saw its composition):"
+
+
+def summary(ds: MultiTaskDataset, scores: dict[str, float], heading: str = OOF_HEADING) -> str:
     lines = [f"{'task':<16}{'n':>6}{'R2':>9}{'RMSE':>11}{'MAE':>11}  unit"]
     for task in ds.tasks:
         n = len(ds.task_rows(task))
         lines.append(f"{task:<16}{n:>6}{scores[f'r2_{task}']:>9.3f}{scores[f'rmse_{task}']:>11.2f}{scores[f'mae_{task}']:>11.2f}  {ds.units[task]}")
-    return "out-of-fold scores (each row predicted by the member that never saw its composition):\n" + "\n".join(lines)
+    return heading + "\n" + "\n".join(lines)
 
 
 def run(cfg) -> float:

@@ -84,14 +84,27 @@ def fractions_from_element_columns(table: pd.DataFrame, columns: list[str], basi
         raise DataError(f"{source}: composition basis '{basis}' is unknown; use 'wt' or 'at'.")
     for col in columns:
         check_element(col, f"{source}, column '{col}'")
-    masses = {col: float(periodic_table()(col).atomic_mass) for col in columns} if basis == "wt" else None
-    result = []
-    for i, row in zip(table.index, table[columns].itertuples(index=False)):
-        amounts = {col: parse_cell(v, f"{source}, {line_of(i)}, column '{col}'") for col, v in zip(columns, row)}
-        if masses is not None:
-            amounts = {col: v / masses[col] for col, v in amounts.items()}
-        result.append(_normalised(amounts, f"{source}, {line_of(i)}"))
-    return result
+    amounts = np.column_stack([parse_column(table[col], source, col) for col in columns]).reshape(len(table), len(columns))
+    if basis == "wt":
+        amounts = amounts / np.array([float(periodic_table()(col).atomic_mass) for col in columns])
+    for i, row in zip(table.index, amounts):
+        if (row < 0).any() or row.sum() <= 0:  # the error wording lives in one place
+            _normalised(dict(zip(columns, row)), f"{source}, {line_of(i)}")
+    fractions = amounts / amounts.sum(axis=1, keepdims=True)
+    return [{col: float(v) for col, v in zip(columns, row) if v > 0} for row in fractions]
+
+
+def parse_column(cells: pd.Series, source: str, column: str) -> np.ndarray:
+    """:func:`parse_cell` for a whole column at once; the first bad cell is reported by row."""
+    text = cells.astype(str).str.strip()
+    values = pd.to_numeric(text.where(text != "", "0").where(~cells.isna(), "0"), errors="coerce")
+    below = text.str.extract(_BELOW_LIMIT.pattern, expand=False)
+    values = values.where(values.notna(), pd.to_numeric(below, errors="coerce") / 2.0)
+    bad = np.flatnonzero(values.isna().to_numpy())
+    if bad.size:
+        i = cells.index[bad[0]]
+        parse_cell(cells.loc[i], f"{source}, {line_of(i)}, column '{column}'")  # raises with the standard message
+    return values.to_numpy(dtype=float)
 
 
 def composition_key(fractions: dict[str, float]) -> str:

@@ -36,6 +36,14 @@ class MultiTaskDataset:
     def __len__(self) -> int:
         return len(self.y)
 
+    def subset(self, rows: np.ndarray) -> MultiTaskDataset:
+        """The given rows only (e.g. an outer training split), as a dataset of their own."""
+        return MultiTaskDataset(tasks=self.tasks, units=self.units, features=self.features[rows],
+                                feature_names=self.feature_names, y=self.y[rows],
+                                inputs={t: v[rows] for t, v in self.inputs.items()}, input_names=self.input_names,
+                                groups=self.groups[rows], compositions=[self.compositions[r] for r in rows],
+                                origin=[self.origin[r] for r in rows])
+
     def task_rows(self, task: str, rows: np.ndarray | None = None) -> np.ndarray:
         """Indices (into ``rows`` when given) of the rows labelled for ``task``."""
         labelled = self.mask[:, self.tasks.index(task)]
