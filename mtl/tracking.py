@@ -19,14 +19,26 @@ from omegaconf import OmegaConf
 log = logging.getLogger(__name__)
 
 
+SQLITE_BUSY_TIMEOUT_S = 60  # a writer waits this long for a locked SQLite store instead of failing
+
+
 def tracking_uri(configured: str | None) -> str:
-    if configured:
-        return configured
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"]
-    store = Path.cwd() / "mlruns"
-    store.mkdir(exist_ok=True)
-    return f"sqlite:///{store / 'mlflow.db'}"
+    """The configured URI, else $MLFLOW_TRACKING_URI, else SQLite under ./mlruns. A SQLite URI
+    gets a busy timeout: parallel jobs then queue for the write lock instead of failing."""
+    uri = configured or os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        store = Path.cwd() / "mlruns"
+        store.mkdir(exist_ok=True)
+        uri = f"sqlite:///{store / 'mlflow.db'}"
+    if uri.startswith("sqlite:///") and "?" not in uri:
+        uri += f"?timeout={SQLITE_BUSY_TIMEOUT_S}"
+    return uri
+
+
+def prepare_store(cfg) -> None:
+    """Create the store's schema and the study's experiment now, from one process: parallel jobs
+    that all find an empty SQLite file would each try to create the schema, and fail."""
+    MlflowTracker(cfg)
 
 
 def flatten(cfg) -> dict[str, str]:
@@ -83,14 +95,15 @@ class MlflowTracker(Tracker):
         if existing is not None:
             return existing.experiment_id
         location = None
-        if self.uri.startswith("sqlite:///") and self.uri.endswith("mlruns/mlflow.db"):
-            location = (Path(self.uri.removeprefix("sqlite:///")).parent / "artifacts").as_uri()
+        database = self.uri.removeprefix("sqlite:///").split("?")[0]
+        if self.uri.startswith("sqlite:///") and database.endswith("mlruns/mlflow.db"):
+            location = (Path(database).parent / "artifacts").as_uri()
         return client.create_experiment(name, artifact_location=location)
 
     @contextmanager
     def parent_run(self, name: str, tags: dict | None = None, resume_id: str | None = None):
-        """The run of one command; ends FAILED on an error, KILLED on Ctrl-C (MLflow's context
-        manager). ``resume_id`` reopens an earlier run (its params stay as first logged)."""
+        """The run of one command; ends FAILED on an error, KILLED on Ctrl-C. ``resume_id``
+        reopens an earlier run (its params stay as first logged)."""
         with self.mlflow.start_run(run_id=resume_id, experiment_id=self.experiment_id,
                                    run_name=None if resume_id else name, tags=tags) as run:
             if resume_id is None:
@@ -98,7 +111,11 @@ class MlflowTracker(Tracker):
                 self.mlflow.log_text(OmegaConf.to_yaml(self.cfg), "config.yaml")
             log.info("tracking: %s run %s in experiment '%s' at %s", "resumed" if resume_id else "started",
                      run.info.run_id, self.cfg.tracking.experiment, self.uri)
-            yield run
+            try:
+                yield run
+            except KeyboardInterrupt:
+                self.mlflow.end_run("KILLED")  # interrupted, not broken: `mtl tune` resumes such a run
+                raise
 
     def latest_run_tagged(self, tag: str, value: str):
         """The most recent run of this experiment with ``tag`` = ``value``, or None."""

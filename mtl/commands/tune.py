@@ -92,17 +92,26 @@ def record_trial(tracker: MlflowTracker, trial: Trial, state: StudyState, n_tria
     log.info(progress_line(trial, state, n_trials))
 
 
-def write_best_config(cfg, space: SearchSpace, best: Trial) -> tuple[Path, object]:
-    """The best training config as a complete Hydra config file (``mtl train --config-dir DIR --config-name best``)."""
-    from hydra.core.hydra_config import HydraConfig
-
+def best_config_text(cfg, space: SearchSpace, best: Trial) -> tuple[str, object]:
+    """The best training config as a complete Hydra config file (usable as
+    ``mtl train --config-dir DIR --config-name best``), and the config itself."""
     best_cfg = validated(space.apply(cfg, best.assignment), TuneConfig)
     trainable = OmegaConf.masked_copy(best_cfg, [k for k in best_cfg if k not in ("search_space", "tuner")])
-    out_dir = Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else Path.cwd()
-    path = out_dir / "best.yaml"
-    path.write_text(f"# best of study '{cfg.study}': trial {best.index + 1}, inner-CV R² {best.objective:.4f}\n"
-                    f"# overrides: {' '.join(space.overrides(best.assignment))}\n" + OmegaConf.to_yaml(trainable))
-    return path, best_cfg
+    text = (f"# best of study '{cfg.study}': trial {best.index + 1}, inner-CV R² {best.objective:.4f}\n"
+            f"# as overrides: {' '.join(space.overrides(best.assignment))}\n" + OmegaConf.to_yaml(trainable))
+    return text, best_cfg
+
+
+def save_best_config(tracker: MlflowTracker, text: str) -> str:
+    """Logged to the study run, and written to Hydra's output directory when run as ``mtl tune``."""
+    from hydra.core.hydra_config import HydraConfig
+
+    tracker.mlflow.log_text(text, "tuning/best.yaml")
+    if not HydraConfig.initialized():
+        return "the study run (tuning/best.yaml)"
+    path = Path(HydraConfig.get().runtime.output_dir) / "best.yaml"
+    path.write_text(text)
+    return str(path)
 
 
 def run(cfg) -> float:
@@ -130,10 +139,9 @@ def run(cfg) -> float:
         best = state.best()
         if best is None:
             raise ConfigError("every trial failed; see the trial runs' mtl.error tags.")
-        path, best_cfg = write_best_config(cfg, space, best)
-        tracker.mlflow.log_artifact(str(path), "tuning")
+        text, best_cfg = best_config_text(cfg, space, best)
         log.info("best trial %d (inner-CV R² %.4f); config written to %s; retraining on the outer training part",
-                 best.index + 1, best.objective, path)
+                 best.index + 1, best.objective, save_best_config(tracker, text))
         heldout, result, train_ds = final_model(tracker, ds, best_cfg, train_rows, test_rows)
         packaged = PackagedEnsemble.from_training(result.model, train_ds, best_cfg, cfg.explain.background)
         if cfg.explain.enabled:
