@@ -57,3 +57,14 @@ def test_first_and_cached_descriptor_reads_agree_exactly(tmp_path):
     first = compute_descriptors(comps, "WenAlloys", tmp_path)
     cached = compute_descriptors(comps, "WenAlloys", tmp_path)
     assert np.array_equal(first.to_numpy(), cached.to_numpy(), equal_nan=True)
+
+
+def test_subset_and_select_tasks_keep_rows_and_features_aligned(tiny_cfg):
+    ds = load_dataset(tiny_cfg)
+    rows = np.arange(0, len(ds), 3)
+    part = ds.subset(rows)
+    assert np.array_equal(part.features, ds.features[rows]) and part.compositions == [ds.compositions[r] for r in rows]
+    pitting = ds.select_tasks(["pitting"])
+    assert pitting.tasks == ["pitting"] and len(pitting) == len(ds.task_rows("pitting"))
+    assert pitting.features.shape[1] == ds.features.shape[1] and not np.isnan(pitting.y).any()
+    assert np.array_equal(pitting.inputs["pitting"], ds.inputs["pitting"][ds.task_rows("pitting")], equal_nan=True)

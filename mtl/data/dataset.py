@@ -44,6 +44,16 @@ class MultiTaskDataset:
                                 groups=self.groups[rows], compositions=[self.compositions[r] for r in rows],
                                 origin=[self.origin[r] for r in rows])
 
+    def select_tasks(self, tasks: list[str]) -> MultiTaskDataset:
+        """Only these tasks, and only the rows labelled for at least one of them (same features)."""
+        columns = [self.tasks.index(t) for t in tasks]
+        rows = np.flatnonzero(self.mask[:, columns].any(axis=1))
+        ds = self.subset(rows)
+        return MultiTaskDataset(tasks=list(tasks), units={t: self.units[t] for t in tasks}, features=ds.features,
+                                feature_names=ds.feature_names, y=ds.y[:, columns], inputs={t: ds.inputs[t] for t in tasks},
+                                input_names={t: ds.input_names[t] for t in tasks}, groups=ds.groups,
+                                compositions=ds.compositions, origin=ds.origin)
+
     def task_rows(self, task: str, rows: np.ndarray | None = None) -> np.ndarray:
         """Indices (into ``rows`` when given) of the rows labelled for ``task``."""
         labelled = self.mask[:, self.tasks.index(task)]
