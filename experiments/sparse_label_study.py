@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import hydra
 import numpy as np
 import pandas as pd
 from hydra import compose, initialize_config_dir
@@ -242,7 +242,12 @@ def update_readme(text: str) -> None:
         readme.write_text(content)
 
 
-@hydra.main(config_path="conf", config_name="sparse_label_study", version_base="1.3")
+def study_config(overrides: list[str]) -> DictConfig:
+    """``experiments/conf/sparse_label_study.yaml`` with command-line overrides (Hydra's compose API)."""
+    with initialize_config_dir(str(HERE / "conf"), version_base="1.3"):
+        return compose("sparse_label_study", overrides=overrides)
+
+
 def main(cfg: DictConfig) -> None:
     base = network_config(["hardness", "pitting"], [], cfg.budget)
     ds = load_dataset(base)
@@ -272,4 +277,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    main(study_config(sys.argv[1:]))

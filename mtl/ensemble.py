@@ -84,7 +84,9 @@ class EnsembleModel:
         """Rows as each member sees them: (K, n, d) features, (K, n, c_t) task inputs, (K, n, T)
         standardised targets (0 where unlabelled or ``y`` is None)."""
         targets = np.zeros((len(features), len(self.tasks))) if y is None else y
-        return MemberArrays(features=np.stack([p.features(features) for p in self.preps]),
+        # rows repeat (one alloy, many test conditions): transform each distinct feature row once
+        distinct, inverse = np.unique(features, axis=0, return_inverse=True)
+        return MemberArrays(features=np.stack([p.features(distinct) for p in self.preps])[:, inverse.ravel()],
                             inputs={t: np.stack([p.task_inputs(t, inputs[t]) for p in self.preps]) for t in self.tasks},
                             y=np.stack([np.nan_to_num(p.scale_targets(targets)) for p in self.preps]))
 

@@ -2,8 +2,8 @@
 artifacts), register a version, and move the ``champion`` alias only on improvement.
 
 Each version carries its held-out scores as tags (``heldout_r2_mean``, ``heldout_r2_<task>``);
-a new version becomes champion only if its ``heldout_r2_mean`` beats the champion's. These are
-scores on the data each run held out: compare versions trained on the same tasks and data.
+a new version becomes champion only if it predicts the same tasks (tag ``tasks``) and its
+``heldout_r2_mean`` beats the champion's. These are scores on the data each run held out.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 SCORE_TAG = "heldout_r2_mean"
+TASKS_TAG = "tasks"
 RUNTIME_PACKAGES = ["tensorflow-cpu", "keras", "numpy", "pandas", "scikit-learn", "mlflow", "shap", "matminer", "pymatgen"]
 
 
@@ -82,30 +83,38 @@ def log_and_register(packaged, sources: dict[str, str], name: str, scores: dict[
     for key, value in scores.items():
         if key.startswith("r2_"):
             client.set_model_version_tag(name, version.version, f"heldout_{key}", f"{value:.6f}")
-    promoted = promote_if_better(client, name, version.version, scores["r2_mean"])
+    tasks = ",".join(packaged.tasks)
+    client.set_model_version_tag(name, version.version, TASKS_TAG, tasks)
+    promoted = promote_if_better(client, name, version.version, scores["r2_mean"], tasks)
     return version, promoted
 
 
-def champion_score(client, name: str) -> tuple[str | None, float | None]:
+def champion_version(client, name: str):
     from mlflow.exceptions import MlflowException
 
     try:
-        current = client.get_model_version_by_alias(name, CHAMPION)
+        return client.get_model_version_by_alias(name, CHAMPION)
     except MlflowException:
-        return None, None
-    score = current.tags.get(SCORE_TAG)
-    return current.version, None if score is None else float(score)
+        return None
 
 
-def promote_if_better(client, name: str, version: str, score: float) -> bool:
-    current, best = champion_score(client, name)
-    if current is not None and best is not None and score <= best:
-        log.info("registry: %s version %s (held-out mean R² %.4f) does not beat champion version %s (%.4f); alias kept",
-                 name, version, score, current, best)
-        return False
+def promote_if_better(client, name: str, version: str, score: float, tasks: str) -> bool:
+    """Move @champion to ``version`` if there is none, or if the champion predicts the same tasks
+    and scores lower. A model of other tasks never replaces it automatically (`mtl promote` can)."""
+    current = champion_version(client, name)
+    if current is not None:
+        best, their_tasks = current.tags.get(SCORE_TAG), current.tags.get(TASKS_TAG, tasks)
+        if their_tasks != tasks:
+            log.info("registry: %s version %s predicts %s, champion version %s predicts %s; alias kept (mtl promote %s "
+                     "to switch)", name, version, tasks, current.version, their_tasks, version)
+            return False
+        if best is not None and score <= float(best):
+            log.info("registry: %s version %s (held-out mean R² %.4f) does not beat champion version %s (%s); alias kept",
+                     name, version, score, current.version, best)
+            return False
     client.set_registered_model_alias(name, CHAMPION, version)
     log.info("registry: %s version %s is now @%s (held-out mean R² %.4f%s)", name, version, CHAMPION, score,
-             "" if current is None else f", was version {current} at {best:.4f}")
+             "" if current is None else f", was version {current.version} at {current.tags.get(SCORE_TAG)}")
     return True
 
 

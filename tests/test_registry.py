@@ -18,7 +18,7 @@ from mlflow import MlflowClient
 
 from mtl.commands import train
 from mtl.errors import DataError
-from mtl.registry import log_and_register
+from mtl.registry import log_and_register, promote_if_better
 
 from conftest import compose_train, hardness_table, pitting_table, tiny_overrides_for
 
@@ -139,6 +139,10 @@ def test_champion_moves_only_on_improvement_and_promote_moves_it_by_hand(store):
         better, promoted = log_and_register(ensemble, sources, NAME, {"r2_mean": best + 0.1, "r2_pitting": 0.9})
     assert promoted and client.get_model_version_by_alias(NAME, "champion").version == better.version
     assert client.get_model_version(NAME, better.version).tags["heldout_r2_pitting"] == "0.900000"
+    assert client.get_model_version(NAME, better.version).tags["tasks"] == "hardness,pitting"
+    # a model of other tasks never takes over automatically, however well it scores
+    assert not promote_if_better(client, NAME, worse.version, 0.99, "hardness")
+    assert client.get_model_version_by_alias(NAME, "champion").version == better.version
     out = mtl(store, "promote", str(first.version), "--name", NAME)
     assert out.returncode == 0, out.stderr
     assert client.get_model_version_by_alias(NAME, "champion").version == first.version

@@ -48,10 +48,12 @@ def test_a_crash_inside_training_ends_the_runs_failed(tiny_overrides):
 def test_default_store_is_sqlite_under_mlruns(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    assert tracking_uri(None) == f"sqlite:///{tmp_path}/mlruns/mlflow.db"
+    # SQLite stores get a busy timeout: parallel writers wait for the lock instead of failing
+    assert tracking_uri(None) == f"sqlite:///{tmp_path}/mlruns/mlflow.db?timeout=60"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
     assert tracking_uri(None) == "http://127.0.0.1:5000"
-    assert tracking_uri("sqlite:///x.db") == "sqlite:///x.db"
+    assert tracking_uri("sqlite:///x.db") == "sqlite:///x.db?timeout=60"
+    assert tracking_uri("sqlite:///x.db?timeout=5") == "sqlite:///x.db?timeout=5"
 
 
 def test_artifacts_of_the_default_store_live_under_mlruns(tiny_overrides, tmp_path, monkeypatch):

@@ -60,6 +60,9 @@ def stored_trials(tracker: MlflowTracker, parent_id: str, space: SearchSpace) ->
     for run in tracker.child_runs(parent_id):
         if TRIAL_TAG not in run.data.tags:
             continue
+        if run.info.status not in ("FINISHED", "FAILED"):  # interrupted while being logged: run that trial again
+            tracker.mlflow.MlflowClient().set_terminated(run.info.run_id, status="KILLED")
+            continue
         assignment = {key: space.params[i].parse(run.data.params[key]) for i, key in enumerate(space.keys)}
         scores = {k: v for k, v in run.data.metrics.items() if k.startswith("r2_")}
         trials.append(Trial(int(run.data.tags[TRIAL_TAG]), assignment, scores, run.data.metrics.get("seconds", math.nan),

@@ -69,9 +69,12 @@ def parse_cell(value, where: str) -> float:
     if match:
         return float(match.group(1)) / 2.0
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
-        raise DataError(f"{where}: cannot read '{value}' as an amount; use a number, a blank or '<limit'.") from None
+        number = np.nan
+    if not np.isfinite(number):  # text, or 'nan' / 'inf' spelt out
+        raise DataError(f"{where}: cannot read '{value}' as an amount; use a number, a blank or '<limit'.")
+    return number
 
 
 def fractions_from_formulas(formulas: pd.Series, source: str, column: str) -> list[dict[str, float]]:
@@ -95,11 +98,16 @@ def fractions_from_element_columns(table: pd.DataFrame, columns: list[str], basi
 
 
 def parse_column(cells: pd.Series, source: str, column: str) -> np.ndarray:
-    """:func:`parse_cell` for a whole column at once; the first bad cell is reported by row."""
-    text = cells.astype(str).str.strip()
-    values = pd.to_numeric(text.where(text != "", "0").where(~cells.isna(), "0"), errors="coerce")
-    below = text.str.extract(_BELOW_LIMIT.pattern, expand=False)
-    values = values.where(values.notna(), pd.to_numeric(below, errors="coerce") / 2.0)
+    """:func:`parse_cell` for a whole column at once; the first bad cell is reported by row.
+    Plain numbers take the fast path; only the other cells go through the text rules."""
+    values = pd.to_numeric(cells, errors="coerce")
+    rest = values.isna().to_numpy()
+    if rest.any():
+        text = cells[rest].astype(str).str.strip()
+        blank = (text == "") | cells[rest].isna().to_numpy()
+        parsed = pd.to_numeric(text, errors="coerce")
+        below = pd.to_numeric(text.str.extract(_BELOW_LIMIT.pattern, expand=False), errors="coerce") / 2.0
+        values[rest] = parsed.where(parsed.notna(), below).where(~blank, 0.0).to_numpy()
     bad = np.flatnonzero(values.isna().to_numpy())
     if bad.size:
         i = cells.index[bad[0]]
