@@ -105,6 +105,23 @@ def test_bayesian_optimisation_beats_random_search_with_the_same_budget(tiny_ove
     assert sum(b >= r for b, r in zip(bayesian, random)) >= 2
 
 
+def test_a_batch_runs_in_worker_processes_with_the_same_results(tiny_overrides):
+    """q=2 proposals per round (local penalisation after the design), evaluated by 2 worker processes."""
+    def run(workers):
+        cfg = validated(compose_train([*tiny_overrides, "search_space=small", "tuner.inner_folds=2", "tuner.n_trials=4",
+                                       "tuner.initial_design=2", "tuner.batch_size=2", f"tuner.workers={workers}"],
+                                      config="tune", raw=True), TuneConfig)
+        ds = load_dataset(cfg)
+        space = SearchSpace.from_config(cfg.search_space, cfg)
+        return Study(cfg, space, ds, np.arange(len(ds)), lambda trial, state: None).run(StudyState()).trials
+
+    parallel, serial = run(2), run(1)
+    assert [t.index for t in parallel] == [0, 1, 2, 3]
+    assert [t.assignment for t in parallel] == [t.assignment for t in serial]
+    assert [t.objective for t in parallel] == pytest.approx([t.objective for t in serial], abs=1e-6)
+    assert parallel[2].assignment != parallel[3].assignment  # the penalised batch holds two different points
+
+
 def trial_runs(cfg):
     client = MlflowClient(cfg.tracking.uri)
     experiment = client.get_experiment_by_name(cfg.study)

@@ -104,11 +104,11 @@ def _init_worker(cfg_yaml: str, rows: list[int], threads: int) -> None:
     """Each worker loads the dataset once (the descriptor cache is warm) and keeps to its share of cores."""
     import tensorflow as tf
 
-    from mtl.config import validated
+    from mtl.config import TuneConfig, validated
     from mtl.data.dataset import load_dataset
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
-    cfg = validated(OmegaConf.create(cfg_yaml))
+    cfg = validated(OmegaConf.create(cfg_yaml), TuneConfig)
     _WORKER.update(cfg=cfg, ds=load_dataset(cfg).subset(np.asarray(rows)),
                    space=SearchSpace.from_config(cfg.search_space, cfg))
 
