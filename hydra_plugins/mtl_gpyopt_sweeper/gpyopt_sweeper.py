@@ -81,7 +81,7 @@ class GPyOptSweeper(Sweeper):
         space, job_cfg = self._space()
         check_tuner(OmegaConf.create({"acquisition": self.acquisition, "strategy": "bayesian", "n_trials": self.n_trials,
                                       "initial_design": self.initial_design, "batch_size": self.batch_size, "workers": 1,
-                                      "inner_folds": 2}), len(space.params))
+                                      "inner_folds": 2}))
         prepare_store(job_cfg)  # schema and experiment exist before parallel jobs write to them
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)

@@ -51,7 +51,7 @@ class StudyState:
         return max(finished, key=lambda t: t.objective) if finished else None
 
 
-def check_tuner(tuner, n_params: int) -> None:
+def check_tuner(tuner) -> None:
     """Bad settings fail before any training starts."""
     if tuner.acquisition not in ACQUISITIONS:
         raise ConfigError(f"tuner.acquisition is '{tuner.acquisition}'; use one of {', '.join(ACQUISITIONS)}.")
