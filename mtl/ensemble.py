@@ -94,7 +94,8 @@ class EnsembleModel:
         """Each member's mean and MC-dropout variance, (K, n, T) each, in target units (variance 0
         with MC off). A row's dropout masks are keyed by its content, so its prediction does not
         depend on the other rows predicted with it."""
-        return self.predict_arrays(self.member_arrays(features, inputs), mc_samples, row_keys(features, inputs, self.tasks))
+        keys = row_keys(features, inputs, self.tasks) if mc_samples else None
+        return self.predict_arrays(self.member_arrays(features, inputs), mc_samples, keys)
 
     def predict_arrays(self, arrays: MemberArrays, mc_samples: int = 0, keys: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`member_predictions` for rows already preprocessed by each member (``keys``: the

@@ -75,46 +75,40 @@ class GPyOptSweeper(Sweeper):
 
     def sweep(self, arguments: List[str]) -> Any:
         from mtl.tracking import prepare_store
-        from mtl.tuning.optimizer import initial_points, propose
+        from mtl.tuning.optimizer import next_points
         from mtl.tuning.study import check_tuner
 
         space, job_cfg = self._space()
-        check_tuner(OmegaConf.create({"acquisition": self.acquisition, "strategy": "bayesian", "n_trials": self.n_trials,
-                                      "initial_design": self.initial_design, "batch_size": self.batch_size, "workers": 1,
-                                      "inner_folds": 2}))
+        tuner = OmegaConf.create({"acquisition": self.acquisition, "strategy": "bayesian", "n_trials": self.n_trials,
+                                  "initial_design": self.initial_design, "batch_size": self.batch_size, "workers": 1,
+                                  "inner_folds": 2, "seed": self.seed})
+        check_tuner(tuner)
         prepare_store(job_cfg)  # schema and experiment exist before parallel jobs write to them
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        design = initial_points(space, self.n_trials, self.seed)
-        points, objectives, returns = [], [], []
-        while len(points) < self.n_trials:
-            done = len(points)
-            count = min(self.batch_size, self.n_trials - done)
-            if done < self.initial_design:
-                batch = list(design[done:min(done + count, self.initial_design)])
-            else:
-                batch = list(propose(space, np.array(points), np.array(objectives), count, self.acquisition, self.seed + done))
-            assignments = [space.decode(x) for x in batch]
-            jobs = [[*arguments, *self.trial_overrides, *space.overrides(a)] for a in assignments]
+        assignments, objectives, returns = [], [], []
+        while len(assignments) < self.n_trials:
+            batch = next_points(space, tuner, assignments, objectives)
+            jobs = [[*arguments, *self.trial_overrides, *space.overrides(a)] for a in batch]
             self.validate_batch_is_legal(jobs)
-            results = self.launcher.launch(jobs, initial_job_idx=done)
-            for x, assignment, result in zip(batch, assignments, results):
+            results = self.launcher.launch(jobs, initial_job_idx=len(assignments))
+            for assignment, result in zip(batch, results):
                 value = float(result.return_value) if result.status == JobStatus.COMPLETED else math.nan
-                points.append(space.encode(assignment))
+                assignments.append(assignment)
                 objectives.append(value)
                 best = np.nanmax(objectives) if np.isfinite(objectives).any() else math.nan
-                log.info("trial %d/%d  objective %.4f  best %.4f  | %s", len(points), self.n_trials, value, best,
+                log.info("trial %d/%d  objective %.4f  best %.4f  | %s", len(assignments), self.n_trials, value, best,
                          " ".join(space.overrides(assignment)))
             returns.append(results)
-        self._save_results(sweep_dir, space, objectives, points)
+        self._save_results(sweep_dir, space, objectives, assignments)
         return returns
 
-    def _save_results(self, sweep_dir: Path, space: Any, objectives: List[float], points: List[np.ndarray]) -> None:
+    def _save_results(self, sweep_dir: Path, space: Any, objectives: List[float], assignments: List[dict]) -> None:
         best = int(np.nanargmax(objectives)) if np.isfinite(objectives).any() else None
-        results = {"name": "gpyopt", "trials": [{"objective": o, "overrides": space.overrides(space.decode(p))}
-                                                for o, p in zip(objectives, points)]}
+        results = {"name": "gpyopt", "trials": [{"objective": o, "overrides": space.overrides(a)}
+                                                for o, a in zip(objectives, assignments)]}
         if best is not None:
-            results.update(best_objective=objectives[best], best_overrides=space.overrides(space.decode(points[best])))
+            results.update(best_objective=objectives[best], best_overrides=space.overrides(assignments[best]))
         OmegaConf.save(OmegaConf.create(results), sweep_dir / "optimization_results.yaml")
         log.info("best of %d trials: %s -> %s", len(objectives), results.get("best_objective"), results.get("best_overrides"))

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mtl.data.dataset import MultiTaskDataset
 from mtl.errors import ConfigError, MTLError
-from mtl.tuning.optimizer import ACQUISITIONS, initial_points, propose
+from mtl.tuning.optimizer import ACQUISITIONS, next_points
 from mtl.tuning.space import SearchSpace
 
 log = logging.getLogger(__name__)
@@ -125,31 +125,6 @@ class Study:
         self.cfg, self.space, self.ds, self.train_rows, self.on_trial = cfg, space, ds, train_rows, on_trial
         self.tuner = cfg.tuner
 
-    def next_points(self, state: StudyState) -> list[dict[str, Any]]:
-        done, tuner = len(state.trials), self.tuner
-        count = min(tuner.batch_size, tuner.n_trials - done)
-        if tuner.strategy == "random" or done < tuner.initial_design:
-            # one seeded random sequence: random search and the BO's initial design share its start,
-            # and a resumed study continues it where it stopped
-            stop = done + count if tuner.strategy == "random" else min(done + count, tuner.initial_design)
-            return [self.space.decode(x) for x in initial_points(self.space, tuner.n_trials, tuner.seed)[done:stop]]
-        x = np.array([self.space.encode(t.assignment) for t in state.trials])
-        y = np.array([t.objective for t in state.trials])
-        points = [self.space.decode(p) for p in propose(self.space, x, y, count, tuner.acquisition, tuner.seed + done)]
-        return self._without_repeats(points, state, seed=tuner.seed + done)
-
-    def _without_repeats(self, points: list[dict[str, Any]], state: StudyState, seed: int) -> list[dict[str, Any]]:
-        """A proposal equal to an evaluated point (or to another in its batch) would only repeat
-        a seeded, deterministic trial: it is replaced by a random point."""
-        seen = {tuple(sorted(t.assignment.items())) for t in state.trials}
-        fresh, spare = [], iter(initial_points(self.space, 10 * len(points) + 10, seed))
-        for point in points:
-            while tuple(sorted(point.items())) in seen:
-                point = self.space.decode(next(spare))
-            seen.add(tuple(sorted(point.items())))
-            fresh.append(point)
-        return fresh
-
     def run(self, state: StudyState) -> StudyState:
         ds = self.ds.subset(self.train_rows)
         pool = None
@@ -160,7 +135,8 @@ class Study:
                                        initargs=(OmegaConf.to_yaml(self.cfg), self.train_rows.tolist(), threads))
         try:
             while len(state.trials) < self.tuner.n_trials:
-                points = self.next_points(state)
+                points = next_points(self.space, self.tuner, [t.assignment for t in state.trials],
+                                     [t.objective for t in state.trials])
                 indices = range(len(state.trials), len(state.trials) + len(points))
                 if pool is None:
                     finished = (evaluate(ds, self.cfg, self.space, i, p) for i, p in zip(indices, points))
